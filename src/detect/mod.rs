@@ -1,0 +1,67 @@
+//! Detect: which rules an event matches.
+//!
+//! Owns the rule file schema ([`rules`]), compilation into one shared Aho-Corasick automaton
+//! over every literal of every rule ([`RuleSet`]), per-thread matching ([`Detector`]), and
+//! `medic check-rules` ([`check`]). A regex runs only for rules whose literals hit, or for
+//! rules with no literal part (where the regex crate's own literal prefilter is the fast
+//! path).
+
+pub mod check;
+mod matcher;
+pub mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use matcher::{glob, CompiledRule, DetectStats, Detector, RuleSet};
+pub use rules::{Example, RuleError};
+
+/// The rule files shipped in `rules/`, compiled into the binary so medic runs with its
+/// defaults from any directory.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("rules/runtime.yaml", include_str!("../../rules/runtime.yaml")),
+    ("rules/network.yaml", include_str!("../../rules/network.yaml")),
+    ("rules/storage.yaml", include_str!("../../rules/storage.yaml")),
+    ("rules/generic.yaml", include_str!("../../rules/generic.yaml")),
+];
+
+/// Compile the embedded default rules.
+pub fn load_embedded() -> Result<RuleSet, Vec<RuleError>> {
+    let mut loaded = Vec::new();
+    for (name, text) in EMBEDDED {
+        loaded.push(rules::parse_file(std::path::Path::new(name), (*text).to_string()).map_err(|e| vec![e])?);
+    }
+    RuleSet::compile(loaded)
+}
+
+/// Load and compile every rule file under `paths` (files, or directories of `*.yaml`).
+/// All errors found are returned, each with file, line, column and field.
+pub fn load(paths: &[PathBuf]) -> Result<RuleSet, Vec<RuleError>> {
+    let files = rules::expand_paths(paths).map_err(|e| vec![e])?;
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for f in &files {
+        match rules::load_file(f) {
+            Ok(l) => loaded.push(l),
+            Err(e) => errors.push(e),
+        }
+    }
+    if loaded.is_empty() && errors.is_empty() {
+        errors.push(RuleError {
+            file: paths.first().cloned().unwrap_or_default(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: "no rule files (*.yaml, *.yml) found".into(),
+        });
+    }
+    match RuleSet::compile(loaded) {
+        Ok(set) if errors.is_empty() => Ok(set),
+        Ok(_) => Err(errors),
+        Err(mut more) => {
+            errors.append(&mut more);
+            Err(errors)
+        }
+    }
+}

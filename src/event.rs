@@ -1,0 +1,315 @@
+//! The types that cross stage boundaries, in pipeline order.
+//!
+//! A source yields raw line bytes with [`Origin`] metadata; `parse` turns them into an
+//! [`Event`] (one logical event, possibly joined from several lines); `detect` produces a
+//! [`Detection`]; `fingerprint` produces a [`Fingerprint`]. Stages import these types and
+//! `telemetry`, never each other.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Which output stream of a container or process a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Not known (plain files, stdin).
+    #[default]
+    Unknown,
+}
+
+impl Stream {
+    /// The lowercase name used in JSON output and rule selectors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::Unknown => "unknown",
+        }
+    }
+}
+
+/// A normalised log level. Ordered from least to most severe.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// TRACE, VERBOSE.
+    Trace,
+    /// DEBUG.
+    Debug,
+    /// INFO, NOTICE.
+    Info,
+    /// WARN, WARNING.
+    Warn,
+    /// ERROR, ERR, SEVERE.
+    Error,
+    /// FATAL, CRITICAL, PANIC, EMERG, ALERT.
+    Fatal,
+}
+
+impl Level {
+    /// Recognise a level word, case-insensitively. Single letters (`E`, `W`) are accepted only
+    /// when `allow_short` is set, because they are ambiguous inside free text.
+    pub fn from_word(w: &[u8], allow_short: bool) -> Option<Level> {
+        let mut buf = [0u8; 12];
+        if w.is_empty() || w.len() > buf.len() {
+            return None;
+        }
+        for (d, s) in buf.iter_mut().zip(w) {
+            *d = s.to_ascii_lowercase();
+        }
+        Some(match &buf[..w.len()] {
+            b"trace" | b"verbose" | b"finest" | b"finer" => Level::Trace,
+            b"debug" | b"dbug" | b"fine" => Level::Debug,
+            b"info" | b"information" | b"notice" => Level::Info,
+            b"warn" | b"warning" => Level::Warn,
+            b"error" | b"err" | b"severe" | b"failure" => Level::Error,
+            b"fatal" | b"critical" | b"crit" | b"panic" | b"emerg" | b"emergency" | b"alert" => {
+                Level::Fatal
+            }
+            b"t" if allow_short => Level::Trace,
+            b"d" if allow_short => Level::Debug,
+            b"i" if allow_short => Level::Info,
+            b"w" if allow_short => Level::Warn,
+            b"e" if allow_short => Level::Error,
+            b"f" | b"c" if allow_short => Level::Fatal,
+            _ => return None,
+        })
+    }
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a line came from. Owned by the source; borrowed by every later stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// Source kind: `docker`, `file`, `stdin`, `replay`, `qa`.
+    pub kind: &'static str,
+    /// File path or container name.
+    pub name: String,
+    /// Container image, when known.
+    pub image: Option<String>,
+    /// The service name (from a `medic.service` label or configuration).
+    pub service: Option<String>,
+    /// Container labels, sorted by key.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Why a line did not take the fast path. Each reason is counted, never silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// Bytes were not valid UTF-8 and were replaced with U+FFFD.
+    InvalidUtf8,
+    /// The line was longer than the configured maximum and was cut.
+    Truncated,
+    /// The line looked like JSON but did not parse; it was treated as plain text.
+    MalformedJson,
+    /// NUL or other control bytes were replaced.
+    ControlBytes,
+    /// A multiline event hit its line or byte bound and was cut.
+    MultilineBound,
+}
+
+impl Fallback {
+    /// All reasons, for summaries.
+    pub const ALL: [Fallback; 5] = [
+        Fallback::InvalidUtf8,
+        Fallback::Truncated,
+        Fallback::MalformedJson,
+        Fallback::ControlBytes,
+        Fallback::MultilineBound,
+    ];
+
+    /// The snake_case name used in summaries and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::InvalidUtf8 => "invalid_utf8",
+            Fallback::Truncated => "truncated",
+            Fallback::MalformedJson => "malformed_json",
+            Fallback::ControlBytes => "control_bytes",
+            Fallback::MultilineBound => "multiline_bound",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A small set of [`Fallback`] reasons attached to one event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fallbacks(u8);
+
+impl Fallbacks {
+    /// Add a reason.
+    pub fn insert(&mut self, f: Fallback) {
+        self.0 |= f.bit();
+    }
+    /// Whether a reason is present.
+    pub fn contains(self, f: Fallback) -> bool {
+        self.0 & f.bit() != 0
+    }
+    /// Whether no reason is present.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// Merge another set into this one.
+    pub fn extend(&mut self, other: Fallbacks) {
+        self.0 |= other.0;
+    }
+    /// Iterate over the reasons present.
+    pub fn iter(self) -> impl Iterator<Item = Fallback> {
+        Fallback::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+}
+
+/// One logical log event after parsing and multiline joining.
+///
+/// All text lives in one buffer, `text`; the message, error and stack are ranges into it.
+/// The parser clears and refills the buffer, so the steady state allocates nothing per line.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    /// Event time in nanoseconds since the Unix epoch, when the record carried one.
+    pub time_ns: Option<i64>,
+    /// Output stream.
+    pub stream: Stream,
+    /// Parsed level, if any.
+    pub level: Option<Level>,
+    /// Everything rules match against: the line as read (for JSON, the message, error and
+    /// stack fields), with continuation lines of a multiline event joined by `\n`.
+    pub text: String,
+    /// Where the message is in `text`: the content after the header, or the JSON message.
+    /// For a multiline event, the first line's message.
+    pub message: Range<usize>,
+    /// Where the structured error field is in `text` (empty when none).
+    pub error: Range<usize>,
+    /// Where the stack trace is in `text`: the JSON stack field, or the continuation lines
+    /// (empty when none).
+    pub stack: Range<usize>,
+    /// How many physical lines were joined into this event.
+    pub lines: u32,
+    /// Fallback reasons met while producing it.
+    pub fallbacks: Fallbacks,
+}
+
+impl Event {
+    /// Reset to empty, keeping allocations.
+    pub fn clear(&mut self) {
+        self.time_ns = None;
+        self.stream = Stream::Unknown;
+        self.level = None;
+        self.text.clear();
+        self.message = 0..0;
+        self.error = 0..0;
+        self.stack = 0..0;
+        self.lines = 0;
+        self.fallbacks = Fallbacks::default();
+    }
+
+    /// The message text.
+    pub fn message(&self) -> &str {
+        self.text.get(self.message.clone()).unwrap_or("")
+    }
+
+    /// The structured error text, or "".
+    pub fn error(&self) -> &str {
+        self.text.get(self.error.clone()).unwrap_or("")
+    }
+
+    /// The stack trace text, or "".
+    pub fn stack(&self) -> &str {
+        self.text.get(self.stack.clone()).unwrap_or("")
+    }
+}
+
+/// Rule severity, from least to most severe.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Degraded behaviour.
+    Medium,
+    /// A failure users see.
+    High,
+    /// Data loss, crash, outage.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Index of a rule inside a compiled rule set.
+pub type RuleIdx = u32;
+
+/// What `detect` found in one event: the rules that matched, most severe first.
+#[derive(Debug, Clone, Default)]
+pub struct Detection {
+    /// Matched rules, most severe first (reused buffer).
+    pub rules: Vec<RuleIdx>,
+    /// The highest severity among them.
+    pub severity: Option<Severity>,
+}
+
+impl Detection {
+    /// Whether any rule matched.
+    pub fn is_hit(&self) -> bool {
+        !self.rules.is_empty()
+    }
+}
+
+/// A template fingerprint: a stable 64-bit hash of the template text, with the masking
+/// version folded in so a change of masking rules gives new fingerprints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub u64);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}

@@ -1,0 +1,322 @@
+//! Tokenizing and masking a message in one pass over its bytes.
+//!
+//! Words are runs of word bytes joined by single dots (`org.apache.Foo`, `10.0.0.1`); every
+//! other byte is a one-byte punctuation token, so glued punctuation (`"GET`, `(uid=0)`,
+//! `a,b`) splits while the template is still rendered from the original text. A token is a
+//! variable by its shape: digits, hex ids, paths, URLs, IPv6/MAC addresses, booleans and
+//! null, empty bracket or quote pairs. Variables glued by `:` or `,` form one variable
+//! (`10.0.0.1:8080`, lists of hosts), and dates spread over several words
+//! (`Sun Jul 24 02:40:26 2005`, `2026-01-01 10:00:00`) collapse into one.
+
+/// One token: a byte span of the message and whether it is a variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    /// Start byte offset.
+    pub start: u32,
+    /// End byte offset (exclusive). Equal to `start` for an empty value (`()`).
+    pub end: u32,
+    /// Whether the token is a variable.
+    pub var: bool,
+}
+
+const WS: u8 = 1;
+const WORD: u8 = 2;
+const DIGIT: u8 = 4;
+const HEX: u8 = 8;
+const ALPHA: u8 = 16;
+
+/// Byte classes. Non-ASCII bytes count as word letters, so UTF-8 words stay whole.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut k = 0;
+        if c == b' ' || c == b'\t' || c == b'\n' || c == b'\r' || c == 0x0b || c == 0x0c {
+            k |= WS;
+        }
+        if c.is_ascii_alphanumeric()
+            || matches!(c, b'_' | b'-' | b'/' | b'$' | b'#' | b'@' | b'*' | b'+' | b'~' | b'%' | b'&' | b'!' | b'?')
+            || c >= 0x80
+        {
+            k |= WORD;
+        }
+        if c.is_ascii_digit() {
+            k |= DIGIT;
+        }
+        if c.is_ascii_hexdigit() {
+            k |= HEX;
+        }
+        if c.is_ascii_alphabetic() || c >= 0x80 {
+            k |= ALPHA;
+        }
+        t[i] = k;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn class(b: u8) -> u8 {
+    CLASS[b as usize]
+}
+
+/// Bytes that end a path or URL besides whitespace.
+#[inline]
+fn ends_path(b: u8) -> bool {
+    matches!(b, b'"' | b'\'' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b',' | b';')
+}
+
+/// Tokenize and mask `msg` into `out` (cleared first). Allocation-free once `out` has grown.
+pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
+    out.clear();
+    let b = msg.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    let mut maybe_date = false;
+    while i < n {
+        let c = b[i];
+        let k = class(c);
+        if k & WS != 0 {
+            i += 1;
+            continue;
+        }
+        let at_word_start = i == 0 || class(b[i - 1]) & WS != 0;
+        // Paths and URLs run to the next whitespace: their inner punctuation
+        // (`?a=1&b=2`, `:8080`) belongs to the one value.
+        if at_word_start && (c == b'/' && i + 1 < n && class(b[i + 1]) & WS == 0 || is_url_at(b, i)) {
+            let start = i;
+            while i < n && class(b[i]) & WS == 0 && !ends_path(b[i]) {
+                i += 1;
+            }
+            push(out, b, start, i, true);
+            continue;
+        }
+        if k & HEX != 0 || c == b':' {
+            if let Some(end) = hex_colon_at(b, i) {
+                push(out, b, i, end, true);
+                i = end;
+                continue;
+            }
+        }
+        if k & WORD != 0 {
+            let start = i;
+            let mut digits = false;
+            let mut alpha = false;
+            let mut all_hex = true;
+            loop {
+                while i < n && class(b[i]) & WORD != 0 {
+                    let k = class(b[i]);
+                    digits |= k & DIGIT != 0;
+                    alpha |= k & ALPHA != 0;
+                    all_hex &= k & HEX != 0;
+                    i += 1;
+                }
+                // A single dot between word bytes joins: `a.b.c`, `1.2.3.4`, `0.25s`.
+                if i + 1 < n && b[i] == b'.' && class(b[i + 1]) & WORD != 0 {
+                    all_hex = false;
+                    i += 1;
+                    continue;
+                }
+                break;
+            }
+            let word = &b[start..i];
+            let var = digits
+                || (all_hex && word.len() >= 8 && alpha)
+                || is_literal_value(word);
+            if !var && word.len() == 3 && word[0].is_ascii_uppercase() {
+                maybe_date |= is_month(word);
+            }
+            push(out, b, start, i, var);
+            continue;
+        }
+        // Punctuation. An empty bracket or quote pair standing alone is an empty value:
+        // `from 1.2.3.4 () at` must match `from 1.2.3.4 (host) at`.
+        let close = match c {
+            b'(' => b')',
+            b'[' => b']',
+            b'{' => b'}',
+            b'"' => b'"',
+            b'\'' => b'\'',
+            _ => 0,
+        };
+        push(out, b, i, i + 1, false);
+        if close != 0 && at_word_start && i + 1 < n && b[i + 1] == close {
+            out.push(Token {
+                start: (i + 1) as u32,
+                end: (i + 1) as u32,
+                var: true,
+            });
+        }
+        // Multi-byte UTF-8 chars are WORD, so a non-word byte here is one ASCII char.
+        i += 1;
+    }
+    if maybe_date {
+        merge_dates(b, out);
+    }
+    merge_iso_date_time(b, out);
+}
+
+/// Push a token, merging it into a preceding variable when they are glued by `:` or `,`
+/// (`host:port`, `a,b,c`, `10:00:00,123`).
+#[inline]
+fn push(out: &mut Vec<Token>, b: &[u8], start: usize, end: usize, var: bool) {
+    let len = out.len();
+    if var && len >= 2 {
+        let p = out[len - 1];
+        let v = out[len - 2];
+        if v.var
+            && !p.var
+            && p.end - p.start == 1
+            && matches!(b[p.start as usize], b':' | b',')
+            && v.end == p.start
+            && p.end as usize == start
+        {
+            out.truncate(len - 1);
+            out[len - 2].end = end as u32;
+            return;
+        }
+    }
+    out.push(Token {
+        start: start as u32,
+        end: end as u32,
+        var,
+    });
+}
+
+fn is_url_at(b: &[u8], i: usize) -> bool {
+    // scheme://
+    let mut j = i;
+    while j < b.len() && j - i < 12 && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'+' | b'.' | b'-')) {
+        j += 1;
+    }
+    j > i && b[i].is_ascii_alphabetic() && b[j..].starts_with(b"://")
+}
+
+/// An IPv6 address or MAC address at `i`: hex groups of at most 4 joined by at least two
+/// colons (`fe80::1`, `00:1b:44:11:3a:b7`), not inside a longer word. Returns its end.
+fn hex_colon_at(b: &[u8], i: usize) -> Option<usize> {
+    if i > 0 && (class(b[i - 1]) & WORD != 0 || b[i - 1] == b':' || b[i - 1] == b'.') {
+        return None;
+    }
+    let mut j = i;
+    let mut colons = 0;
+    let mut group = 0;
+    let mut digits = 0;
+    while j < b.len() {
+        let c = b[j];
+        if c == b':' {
+            colons += 1;
+            group = 0;
+        } else if class(c) & HEX != 0 {
+            group += 1;
+            if c.is_ascii_digit() {
+                digits += 1;
+            }
+            if group > 4 {
+                return None;
+            }
+        } else {
+            break;
+        }
+        j += 1;
+    }
+    // Zone id, e.g. fe80::1%eth0.
+    if j < b.len() && b[j] == b'%' && colons >= 2 {
+        j += 1;
+        while j < b.len() && b[j].is_ascii_alphanumeric() {
+            j += 1;
+        }
+    }
+    // Must end the word, and must not end on a colon used as punctuation ("ARPT: ...").
+    let ends_word = j == b.len() || class(b[j]) & WORD == 0 && b[j] != b'.';
+    let trailing_colon = b[j - 1] == b':' && !(j >= 2 && b[j - 2] == b':');
+    if colons >= 2 && ends_word && !trailing_colon && (digits > 0 || colons >= 5) && j - i >= 5 {
+        Some(j)
+    } else {
+        None
+    }
+}
+
+fn is_literal_value(w: &[u8]) -> bool {
+    w.eq_ignore_ascii_case(b"true")
+        || w.eq_ignore_ascii_case(b"false")
+        || w.eq_ignore_ascii_case(b"null")
+        || w.eq_ignore_ascii_case(b"nil")
+        || w.eq_ignore_ascii_case(b"none")
+}
+
+fn is_month(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"Jan" | b"Feb" | b"Mar" | b"Apr" | b"May" | b"Jun" | b"Jul" | b"Aug" | b"Sep" | b"Oct" | b"Nov" | b"Dec"
+    )
+}
+
+fn is_day(w: &[u8]) -> bool {
+    matches!(w, b"Mon" | b"Tue" | b"Wed" | b"Thu" | b"Fri" | b"Sat" | b"Sun")
+}
+
+fn span(b: &[u8], t: Token) -> &[u8] {
+    &b[t.start as usize..t.end as usize]
+}
+
+/// `[Day] Mon DD HH:MM:SS [YYYY]` becomes one variable.
+fn merge_dates(b: &[u8], out: &mut Vec<Token>) {
+    let mut w = 0;
+    let mut r = 0;
+    while r < out.len() {
+        let t = out[r];
+        let is_date = !t.var
+            && is_month(span(b, t))
+            && r + 2 < out.len()
+            && out[r + 1].var
+            && out[r + 1].end - out[r + 1].start <= 2
+            && out[r + 2].var
+            && span(b, out[r + 2]).contains(&b':');
+        if is_date {
+            let mut start = t.start;
+            if w > 0 && !out[w - 1].var && is_day(span(b, out[w - 1])) {
+                w -= 1;
+                start = out[w].start;
+            }
+            let mut end = out[r + 2].end;
+            r += 3;
+            if r < out.len() && out[r].var && out[r].end - out[r].start == 4 {
+                end = out[r].end;
+                r += 1;
+            }
+            out[w] = Token { start, end, var: true };
+            w += 1;
+            continue;
+        }
+        out[w] = t;
+        w += 1;
+        r += 1;
+    }
+    out.truncate(w);
+}
+
+/// `2026-01-01 10:00:00.123` (date, space, time) becomes one variable.
+fn merge_iso_date_time(b: &[u8], out: &mut Vec<Token>) {
+    let is_ymd = |s: &[u8]| {
+        s.len() == 10 && s[4] == b'-' && s[7] == b'-' && s.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    };
+    let mut i = 0;
+    while i + 1 < out.len() {
+        let (a, t) = (out[i], out[i + 1]);
+        if a.var && t.var && is_ymd(span(b, a)) {
+            let ts = span(b, t);
+            if ts.len() >= 8 && ts[2] == b':' && ts[0].is_ascii_digit() {
+                out[i].end = t.end;
+                out.remove(i + 1);
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Whether a constant token is a word (has a letter), as opposed to punctuation.
+pub fn is_word(b: &[u8], t: Token) -> bool {
+    !t.var && span(b, t).iter().any(|c| class(*c) & ALPHA != 0)
+}

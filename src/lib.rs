@@ -1,0 +1,31 @@
+//! medic: a log-pipeline sidecar for self-healing systems.
+//!
+//! medic reads log lines (containers, files, stdin, replayed corpora), parses them, detects
+//! errors with rule files, fingerprints each line into a template so that one bug is one
+//! fingerprint, and groups hits into incidents that are classified once and ticketed.
+//!
+//! # Layout
+//!
+//! Data flows one way; a stage imports [`event`] and [`telemetry`], never another stage.
+//! Only [`pipeline`] knows every stage.
+//!
+//! - [`event`]: the types that cross stage boundaries, in pipeline order.
+//! - [`source`]: where lines come from (files, stdin, replay), split into bounded lines.
+//! - [`parse`]: bytes to events: Docker json-file and JSON with simd-json, plain text with
+//!   log formats, multiline joining, counted fallbacks for bad input.
+//! - [`detect`]: YAML rule files compiled into one Aho-Corasick automaton, with regex
+//!   confirmation only where literals hit; `check-rules`.
+//! - [`fingerprint`]: masking, online template mining, stack-trace signatures; stable
+//!   versioned 64-bit fingerprints.
+//! - [`telemetry`]: process measurements (peak memory) and, later, metrics.
+//! - [`pipeline`]: the wiring.
+//! - [`bench`]: the reproducible throughput benchmark behind `medic bench`.
+
+pub mod bench;
+pub mod detect;
+pub mod event;
+pub mod fingerprint;
+pub mod parse;
+pub mod pipeline;
+pub mod source;
+pub mod telemetry;

@@ -1,0 +1,331 @@
+//! The `medic` binary: parse the command line, load configuration and rules, call the
+//! library. `anyhow` lives here and nowhere else.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser as ClapParser, Subcommand};
+
+use medic::detect::{self, RuleSet};
+use medic::event::{Fallback, Fingerprint, Origin};
+use medic::fingerprint::{ClusterId, MinerConfig};
+use medic::parse::{Format, ParseConfig};
+use medic::pipeline::Core;
+
+#[derive(ClapParser)]
+#[command(name = "medic", version, about = "Log-pipeline sidecar for self-healing systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the core pipeline over files and print every rule hit as a JSON line.
+    Replay(ReplayArgs),
+    /// Print one {"fingerprint","template"} JSON object per input line, in input order.
+    Templates(TemplatesArgs),
+    /// Validate rule files and run their examples; exits non-zero on any error.
+    CheckRules(CheckRulesArgs),
+    /// Measure throughput per stage and end to end, and peak memory.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct InputArgs {
+    /// Input format.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+    /// LogPAI-style header format, e.g. '<Date> <Time> <Level> <Component>: <Content>'.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Cut lines longer than this many bytes (counted).
+    #[arg(long, default_value_t = ParseConfig::default().max_line_bytes)]
+    max_line_bytes: usize,
+}
+
+impl InputArgs {
+    fn parse_config(&self, multiline: bool) -> ParseConfig {
+        let mut cfg = ParseConfig {
+            format: self.format,
+            log_format: self.log_format.clone(),
+            max_line_bytes: self.max_line_bytes,
+            ..ParseConfig::default()
+        };
+        cfg.multiline.enabled = multiline;
+        cfg
+    }
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Rule files or directories (default: ./rules if present, else the built-in rules).
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    /// Do not join multiline events.
+    #[arg(long)]
+    no_multiline: bool,
+    /// Files to read ('-' for stdin).
+    #[arg(required = true)]
+    files: Vec<String>,
+}
+
+#[derive(Args)]
+struct TemplatesArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// The file to mine ('-' for stdin).
+    file: String,
+}
+
+#[derive(Args)]
+struct CheckRulesArgs {
+    /// Rule files or directories (default: ./rules).
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// The corpus to read.
+    #[arg(long)]
+    input_file: Option<PathBuf>,
+    /// The corpus to read (same as --input-file).
+    #[arg(long = "input", conflicts_with = "input_file")]
+    input_path: Option<PathBuf>,
+    /// Rule files or directories (default: ./rules if present, else the built-in rules).
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    /// Passes per stage; the fastest is kept.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Print the report as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(a) => replay(a),
+        Command::Templates(a) => templates(a),
+        Command::CheckRules(a) => check_rules(a),
+        Command::Bench(a) => bench(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("medic: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Load rules from paths, `./rules`, or the built-in set; errors are printed located.
+fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
+    let result = if !paths.is_empty() {
+        detect::load(paths)
+    } else if Path::new("rules").is_dir() {
+        detect::load(&[PathBuf::from("rules")])
+    } else {
+        detect::load_embedded()
+    };
+    result.map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        anyhow::anyhow!("{} error(s) in rule files", errors.len())
+    })
+}
+
+fn replay(a: ReplayArgs) -> Result<ExitCode> {
+    let rules = load_rules(&a.rules)?;
+    let parse = a.input.parse_config(!a.no_multiline);
+    let mut core = Core::new(&parse, MinerConfig::default(), &rules)?.fingerprint_all(false);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut lines = 0;
+    let mut write_err = None;
+    for file in &a.files {
+        let input = medic::source::open(file)?;
+        let origin = Origin {
+            kind: if file == "-" { "stdin" } else { "replay" },
+            name: file.clone(),
+            ..Origin::default()
+        };
+        lines += core
+            .run(input, &origin, |seen| {
+                if !seen.detection.is_hit() || write_err.is_some() {
+                    return;
+                }
+                let ev = seen.event;
+                let fp = seen.fingerprint.expect("hits are fingerprinted");
+                let rules: Vec<&str> = seen.detection.rules.iter().map(|r| rules.rule(*r).id()).collect();
+                let rec = serde_json::json!({
+                    "source": file,
+                    "time_ns": ev.time_ns,
+                    "stream": ev.stream,
+                    "level": ev.level,
+                    "severity": seen.detection.severity,
+                    "rules": rules,
+                    "fingerprint": fp.fingerprint,
+                    "template": seen.fingerprinter.template(ev, &fp),
+                    "message": ev.message(),
+                    "lines": ev.lines,
+                });
+                if let Err(e) = writeln!(out, "{rec}") {
+                    write_err = Some(e);
+                }
+            })
+            .with_context(|| format!("reading {file}"))?;
+    }
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    out.flush().ok();
+    let ps = core.parser().stats();
+    let ds = core.detector().stats();
+    let ms = core.fingerprinter().miner().stats();
+    let fallbacks: Vec<String> = Fallback::ALL
+        .iter()
+        .filter(|f| ps.fallback(**f) > 0)
+        .map(|f| format!("{}={}", f.as_str(), ps.fallback(*f)))
+        .collect();
+    eprintln!(
+        "medic replay: {lines} lines, {} events, {} hits, {} templates, {} multiline joins, fallbacks: {}",
+        ps.events,
+        ds.hits,
+        core.fingerprinter().miner().live_templates() + ms.evicted as usize,
+        ps.multiline_joins,
+        if fallbacks.is_empty() { "none".to_string() } else { fallbacks.join(" ") }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The per-line record of `medic templates`: a mined cluster resolved at the end, or a
+/// fixed fingerprint (stack traces).
+enum LineTemplate {
+    Cluster(ClusterId),
+    Fixed(Fingerprint, String),
+}
+
+fn templates(a: TemplatesArgs) -> Result<ExitCode> {
+    // One output per input line: no multiline joining.
+    let parse = a.input.parse_config(false);
+    let rules = RuleSet::compile(Vec::new()).map_err(|_| anyhow::anyhow!("empty rule set"))?;
+    let miner = MinerConfig {
+        // The whole file is one batch; keep every template to report it at the end.
+        max_templates: usize::MAX / 8,
+        ..MinerConfig::default()
+    };
+    let mut core = Core::new(&parse, miner, &rules)?;
+    let input = medic::source::open(&a.file)?;
+    let origin = Origin {
+        kind: "replay",
+        name: a.file.clone(),
+        ..Origin::default()
+    };
+    let mut per_line = Vec::new();
+    core.run(input, &origin, |seen| {
+        let Some(fp) = seen.fingerprint else { return };
+        per_line.push(match fp.cluster {
+            Some(c) => LineTemplate::Cluster(c),
+            None => LineTemplate::Fixed(fp.fingerprint, seen.fingerprinter.template(seen.event, &fp)),
+        });
+    })
+    .with_context(|| format!("reading {}", a.file))?;
+    let miner = core.fingerprinter().miner();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for lt in &per_line {
+        let (fp, template) = match lt {
+            LineTemplate::Cluster(c) => match miner.template_of(*c) {
+                Some((t, fp)) => (fp, t),
+                None => bail!("a template was evicted before the end of input"),
+            },
+            LineTemplate::Fixed(fp, t) => (*fp, t.as_str()),
+        };
+        let rec = serde_json::json!({"fingerprint": fp, "template": template});
+        writeln!(out, "{rec}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_rules(a: CheckRulesArgs) -> Result<ExitCode> {
+    let paths = if a.paths.is_empty() { vec![PathBuf::from("rules")] } else { a.paths };
+    let set = match detect::load(&paths) {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            println!("FAILED: {} error(s)", errors.len());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let report = detect::check::run_examples(&set);
+    for f in &report.failures {
+        println!("{f}");
+    }
+    if report.failures.is_empty() {
+        println!(
+            "SUCCESS: {} rules in {} files, {} examples passed ({} literals in one automaton, {} regex-only rules)",
+            report.rules,
+            set.files().len(),
+            report.examples,
+            set.literal_count(),
+            set.regex_only_count()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("FAILED: {} of {} examples", report.failures.len(), report.examples);
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn bench(a: BenchArgs) -> Result<ExitCode> {
+    let Some(input) = a.input_path.or(a.input_file) else {
+        bail!("--input FILE is required");
+    };
+    let rules = load_rules(&a.rules)?;
+    let parse = a.input.parse_config(true);
+    let report = medic::bench::run(&input, &parse, &MinerConfig::default(), &rules, a.repeat)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("benchmarking {}", input.display()))?;
+    let mib = report.bytes as f64 / (1024.0 * 1024.0);
+    println!("input: {} lines, {:.1} MiB ({})", report.lines, mib, input.display());
+    println!("{:<12} {:>14} {:>10} {:>9}", "stage", "lines/s", "MiB/s", "seconds");
+    for (name, s) in &report.stages {
+        println!("{name:<12} {:>14.0} {:>10.1} {:>9.3}", s.lines_per_sec, s.mib_per_sec, s.seconds);
+    }
+    println!(
+        "{:<12} {:>14.0} {:>10.1} {:>9.3}",
+        "end-to-end", report.lines_per_sec, report.mib_per_sec, report.seconds
+    );
+    println!(
+        "events {}  hits {}  templates {}  fallbacks {}  peak RSS {:.1} MiB",
+        report.events,
+        report.hits,
+        report.templates,
+        report.fallbacks,
+        report.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    );
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

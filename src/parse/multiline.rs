@@ -1,0 +1,240 @@
+//! Multiline joining: Java, Python and Go stack traces, indented continuations, and Docker's
+//! 16 KiB partial lines, bounded in lines, bytes and wait time.
+//!
+//! An event stays pending until the next line shows it is complete, so each event leaves
+//! one line late; streaming callers flush it after `wait_ms` with [`Joiner::flush_due`].
+//! Three buffers rotate (scratch, pending, ready), so joining copies only continuation
+//! lines and never allocates in the steady state.
+
+use std::mem;
+
+use super::config::MultilineConfig;
+use crate::event::{Event, Fallback};
+
+/// What kind of trace the pending event is, which decides what may continue it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Ordinary line: only indented lines, `Caused by:` and `... N more` continue it.
+    Plain,
+    /// Inside a Python traceback; `done` once the final `ValueError: ...` line was seen.
+    Python { done: bool },
+    /// After `panic:` / `fatal error:`: goroutine dumps continue it.
+    Go,
+}
+
+impl Mode {
+    fn for_first_line(line: &str) -> Mode {
+        let t = line.trim_start();
+        if t.starts_with("Traceback (most recent call last)") || line.contains("Traceback (most recent call last):")
+        {
+            Mode::Python { done: false }
+        } else if t.starts_with("panic: ") || t.starts_with("fatal error: ") || line.contains(" panic: ") {
+            Mode::Go
+        } else {
+            Mode::Plain
+        }
+    }
+
+    /// Whether `line` continues an event in this mode; may advance the mode.
+    fn continues(&mut self, line: &str) -> bool {
+        let indented = line.starts_with([' ', '\t']) && !line.trim().is_empty();
+        let t = line.trim();
+        if indented
+            || t.starts_with("Caused by:")
+            || t.starts_with("Suppressed:")
+            || (t.starts_with("... ") && t.ends_with(" more"))
+        {
+            return true;
+        }
+        match self {
+            Mode::Plain => false,
+            Mode::Python { done } => {
+                if t.is_empty() {
+                    return true;
+                }
+                if t.starts_with("During handling of the above exception")
+                    || t.starts_with("The above exception was the direct cause")
+                    || t.starts_with("Traceback (most recent call last)")
+                {
+                    *done = false;
+                    return true;
+                }
+                if !*done && is_python_exception_line(t) {
+                    *done = true;
+                    return true;
+                }
+                false
+            }
+            Mode::Go => {
+                t.is_empty()
+                    || t.starts_with("goroutine ")
+                    || t.starts_with("[signal ")
+                    || t.starts_with("created by ")
+                    || t.starts_with("exit status ")
+                    || is_go_call_line(t)
+            }
+        }
+    }
+}
+
+/// `ValueError: bad`, `KeyError`, `requests.exceptions.HTTPError: 500`.
+fn is_python_exception_line(t: &str) -> bool {
+    let name = t.split(':').next().unwrap_or("");
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// `main.main()`, `net/http.(*conn).serve(0xc000...)`.
+fn is_go_call_line(t: &str) -> bool {
+    match t.find('(') {
+        Some(open) => {
+            let head = &t[..open];
+            t.ends_with(')') && !head.is_empty() && !head.contains(' ') && head.contains('.')
+        }
+        None => false,
+    }
+}
+
+/// Joins physical lines (decoded into `scratch`) into events.
+#[derive(Debug)]
+pub struct Joiner {
+    cfg: MultilineConfig,
+    /// The line just decoded by the parser.
+    pub(super) scratch: Event,
+    pending: Event,
+    ready: Event,
+    has_pending: bool,
+    mode: Mode,
+    /// The pending event's last physical line was a Docker partial (no newline yet).
+    pending_partial: bool,
+    pending_since_ms: u64,
+    joins: u64,
+    bound_hits: u64,
+}
+
+impl Joiner {
+    /// A joiner with the given bounds.
+    pub fn new(cfg: MultilineConfig) -> Joiner {
+        Joiner {
+            cfg,
+            scratch: Event::default(),
+            pending: Event::default(),
+            ready: Event::default(),
+            has_pending: false,
+            mode: Mode::Plain,
+            pending_partial: false,
+            pending_since_ms: 0,
+            joins: 0,
+            bound_hits: 0,
+        }
+    }
+
+    /// Continuation lines merged into earlier events so far.
+    pub fn joins(&self) -> u64 {
+        self.joins
+    }
+
+    /// Events cut because they reached a bound.
+    pub fn bound_hits(&self) -> u64 {
+        self.bound_hits
+    }
+
+    /// Take the decoded line in `scratch`. `partial` marks a Docker partial line (its
+    /// text continues in the next record). Returns whether a completed event is ready in
+    /// [`Joiner::ready`].
+    pub fn push(&mut self, partial: bool, now_ms: u64) -> bool {
+        if !self.cfg.enabled {
+            mem::swap(&mut self.scratch, &mut self.ready);
+            return true;
+        }
+        if self.has_pending {
+            let same_stream = self.pending.stream == self.scratch.stream;
+            let wants = same_stream
+                && (self.pending_partial || self.mode.continues(&self.scratch.text));
+            if wants {
+                let fits = self.pending.lines < self.cfg.max_lines
+                    && self.pending.text.len() + self.scratch.text.len() < self.cfg.max_bytes;
+                if fits {
+                    self.append_scratch();
+                    self.pending_partial = partial;
+                    return false;
+                }
+                self.bound_hits += 1;
+                self.scratch.fallbacks.insert(Fallback::MultilineBound);
+            }
+            self.rotate(partial, now_ms);
+            return true;
+        }
+        mem::swap(&mut self.scratch, &mut self.pending);
+        self.start_pending(partial, now_ms);
+        false
+    }
+
+    /// The last completed event.
+    pub fn ready(&self) -> &Event {
+        &self.ready
+    }
+
+    /// Emit the pending event if it has waited longer than `wait_ms`.
+    pub fn flush_due(&mut self, now_ms: u64) -> bool {
+        self.has_pending && now_ms.saturating_sub(self.pending_since_ms) >= self.cfg.wait_ms && self.finish()
+    }
+
+    /// Emit the pending event, if any (end of input).
+    pub fn finish(&mut self) -> bool {
+        if !self.has_pending {
+            return false;
+        }
+        self.has_pending = false;
+        mem::swap(&mut self.pending, &mut self.ready);
+        self.pending.clear();
+        true
+    }
+
+    /// Pending becomes ready; scratch becomes pending; the old ready is reused as scratch.
+    fn rotate(&mut self, partial: bool, now_ms: u64) {
+        mem::swap(&mut self.pending, &mut self.ready);
+        mem::swap(&mut self.scratch, &mut self.pending);
+        self.start_pending(partial, now_ms);
+    }
+
+    fn start_pending(&mut self, partial: bool, now_ms: u64) {
+        self.has_pending = true;
+        self.pending_partial = partial;
+        self.pending_since_ms = now_ms;
+        self.mode = Mode::for_first_line(&self.pending.text);
+    }
+
+    fn append_scratch(&mut self) {
+        let p = &mut self.pending;
+        let s = &self.scratch;
+        if self.pending_partial {
+            // A Docker partial line: the same physical line goes on, without a newline.
+            let at = p.text.len();
+            p.text.push_str(&s.text);
+            if p.message.end == at {
+                p.message.end = p.text.len();
+            }
+        } else {
+            let before = p.text.len();
+            p.text.push('\n');
+            let at = p.text.len();
+            p.text.push_str(&s.text);
+            // The stack is the continuation lines, unless a JSON field already gave one.
+            if p.stack.is_empty() {
+                p.stack = at..p.text.len();
+            } else if p.stack.end == before {
+                p.stack.end = p.text.len();
+            }
+        }
+        p.lines += s.lines.max(1);
+        p.fallbacks.extend(s.fallbacks);
+        if p.level.is_none() {
+            p.level = s.level;
+        }
+        self.joins += 1;
+    }
+}

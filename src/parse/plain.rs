@@ -1,0 +1,132 @@
+//! The plain-text fast path for lines without a configured header format: find the level
+//! word near the start, and where the message begins after it.
+
+use crate::event::Level;
+
+/// How far into a line a level word is looked for. Headers are short; looking further would
+/// mistake words in the message for the level.
+const HEADER_SCAN_BYTES: usize = 160;
+/// At most this many header tokens before the level.
+const HEADER_SCAN_TOKENS: usize = 8;
+
+/// Level and message start of a header-less line. Without a level word the whole line is
+/// the message.
+pub fn split(line: &str) -> (Option<Level>, &str) {
+    let bytes = line.as_bytes();
+    let limit = bytes.len().min(HEADER_SCAN_BYTES);
+    let mut i = 0;
+    let mut tokens = 0;
+    while i < limit && tokens < HEADER_SCAN_TOKENS {
+        while i < limit && is_sep(bytes[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && !is_sep(bytes[i]) {
+            i += 1;
+        }
+        if start == i {
+            break;
+        }
+        tokens += 1;
+        let word = &bytes[start..i];
+        // `level=error` / `lvl:warn` carry the level after the key.
+        let word = match memchr::memchr2(b'=', b':', word) {
+            Some(eq) if is_level_key(&word[..eq]) => &word[eq + 1..],
+            _ => word,
+        };
+        // Upper-case single words are what headers use; a lower-case "error" in the first
+        // words of free text is part of the message, so only keys or brackets allow it.
+        let bracketed = start > 0 && matches!(bytes[start - 1], b'[' | b'<' | b'(');
+        let shouty = word.iter().all(|c| !c.is_ascii_lowercase());
+        if !(shouty || bracketed || word.len() != (i - start)) {
+            continue;
+        }
+        if let Some(level) = Level::from_word(trim_punct(word), false) {
+            return (Some(level), message_after(line, i));
+        }
+    }
+    (None, line)
+}
+
+fn is_level_key(k: &[u8]) -> bool {
+    k.eq_ignore_ascii_case(b"level")
+        || k.eq_ignore_ascii_case(b"lvl")
+        || k.eq_ignore_ascii_case(b"severity")
+        || k.eq_ignore_ascii_case(b"loglevel")
+}
+
+fn trim_punct(w: &[u8]) -> &[u8] {
+    let mut a = 0;
+    let mut b = w.len();
+    while a < b && !w[a].is_ascii_alphanumeric() {
+        a += 1;
+    }
+    while b > a && !w[b - 1].is_ascii_alphanumeric() {
+        b -= 1;
+    }
+    &w[a..b]
+}
+
+fn is_sep(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'[' | b']' | b'(' | b')' | b'<' | b'>' | b'|' | b',')
+}
+
+/// Skip the punctuation after the level, then at most two logger-like tokens (`[main]`,
+/// `org.apache.Foo:`), to where the message starts.
+fn message_after(line: &str, mut i: usize) -> &str {
+    let b = line.as_bytes();
+    let skip_punct = |i: &mut usize| {
+        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b']' | b')' | b'>' | b':' | b'|' | b'-')
+        {
+            *i += 1;
+        }
+    };
+    skip_punct(&mut i);
+    for _ in 0..2 {
+        let start = i;
+        if i < b.len() && b[i] == b'[' {
+            match memchr::memchr(b']', &b[i..]) {
+                Some(close) if close < 64 => {
+                    i += close + 1;
+                    skip_punct(&mut i);
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        let mut j = i;
+        while j < b.len() && !b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        // A logger name ends with ':' and has no spaces: `dfs.DataNode$PacketResponder:`.
+        if j > start + 1 && b[j - 1] == b':' && b[start..j - 1].iter().any(|c| *c == b'.' || *c == b'$') {
+            i = j;
+            skip_punct(&mut i);
+        } else {
+            break;
+        }
+    }
+    // `i` only ever advanced over ASCII bytes, so it is a char boundary.
+    line.get(i..).unwrap_or(line)
+}
+
+/// An ISO-8601/RFC 3339 timestamp at the start of a line, if there is one.
+pub fn leading_timestamp(line: &str) -> Option<i64> {
+    let b = line.as_bytes();
+    if b.len() < 19 || !b[0].is_ascii_digit() || b[4] != b'-' {
+        return None;
+    }
+    // `2026-01-01 10:00:00.123` has a space between date and time; RFC 3339 has a `T`.
+    let end = match next_space(b, 0) {
+        10 => next_space(b, 11),
+        p => p,
+    };
+    super::json::parse_rfc3339(line.get(..end)?)
+}
+
+fn next_space(b: &[u8], from: usize) -> usize {
+    b[from..]
+        .iter()
+        .position(|c| *c == b' ' || *c == b'\t')
+        .map_or(b.len(), |p| from + p)
+}
