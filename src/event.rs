@@ -9,7 +9,9 @@ use std::fmt;
 use std::ops::Range;
 
 /// Which output stream of a container or process a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Standard output.

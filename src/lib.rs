@@ -19,7 +19,7 @@
 //!   versioned 64-bit fingerprints.
 //! - [`telemetry`]: process measurements (peak memory) and, later, metrics.
 //! - [`pipeline`]: the wiring.
-//! - [`bench`]: the reproducible throughput benchmark behind `medic bench`.
+//! - [`bench`](mod@bench): the reproducible throughput benchmark behind `medic bench`.
 
 pub mod bench;
 pub mod detect;

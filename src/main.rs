@@ -15,7 +15,11 @@ use medic::parse::{Format, ParseConfig};
 use medic::pipeline::Core;
 
 #[derive(ClapParser)]
-#[command(name = "medic", version, about = "Log-pipeline sidecar for self-healing systems")]
+#[command(
+    name = "medic",
+    version,
+    about = "Log-pipeline sidecar for self-healing systems"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,7 +116,8 @@ struct BenchArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -171,7 +176,12 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
                 }
                 let ev = seen.event;
                 let fp = seen.fingerprint.expect("hits are fingerprinted");
-                let rules: Vec<&str> = seen.detection.rules.iter().map(|r| rules.rule(*r).id()).collect();
+                let rules: Vec<&str> = seen
+                    .detection
+                    .rules
+                    .iter()
+                    .map(|r| rules.rule(*r).id())
+                    .collect();
                 let rec = serde_json::json!({
                     "source": file,
                     "time_ns": ev.time_ns,
@@ -190,10 +200,10 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
             })
             .with_context(|| format!("reading {file}"))?;
     }
-    if let Some(e) = write_err {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
+    if let Some(e) = write_err
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
     out.flush().ok();
     let ps = core.parser().stats();
@@ -210,7 +220,11 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         ds.hits,
         core.fingerprinter().miner().live_templates() + ms.evicted as usize,
         ps.multiline_joins,
-        if fallbacks.is_empty() { "none".to_string() } else { fallbacks.join(" ") }
+        if fallbacks.is_empty() {
+            "none".to_string()
+        } else {
+            fallbacks.join(" ")
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -243,7 +257,9 @@ fn templates(a: TemplatesArgs) -> Result<ExitCode> {
         let Some(fp) = seen.fingerprint else { return };
         per_line.push(match fp.cluster {
             Some(c) => LineTemplate::Cluster(c),
-            None => LineTemplate::Fixed(fp.fingerprint, seen.fingerprinter.template(seen.event, &fp)),
+            None => {
+                LineTemplate::Fixed(fp.fingerprint, seen.fingerprinter.template(seen.event, &fp))
+            }
         });
     })
     .with_context(|| format!("reading {}", a.file))?;
@@ -266,7 +282,11 @@ fn templates(a: TemplatesArgs) -> Result<ExitCode> {
 }
 
 fn check_rules(a: CheckRulesArgs) -> Result<ExitCode> {
-    let paths = if a.paths.is_empty() { vec![PathBuf::from("rules")] } else { a.paths };
+    let paths = if a.paths.is_empty() {
+        vec![PathBuf::from("rules")]
+    } else {
+        a.paths
+    };
     let set = match detect::load(&paths) {
         Ok(set) => set,
         Err(errors) => {
@@ -292,7 +312,11 @@ fn check_rules(a: CheckRulesArgs) -> Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("FAILED: {} of {} examples", report.failures.len(), report.examples);
+        println!(
+            "FAILED: {} of {} examples",
+            report.failures.len(),
+            report.examples
+        );
         Ok(ExitCode::from(1))
     }
 }
@@ -307,10 +331,21 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("benchmarking {}", input.display()))?;
     let mib = report.bytes as f64 / (1024.0 * 1024.0);
-    println!("input: {} lines, {:.1} MiB ({})", report.lines, mib, input.display());
-    println!("{:<12} {:>14} {:>10} {:>9}", "stage", "lines/s", "MiB/s", "seconds");
+    println!(
+        "input: {} lines, {:.1} MiB ({})",
+        report.lines,
+        mib,
+        input.display()
+    );
+    println!(
+        "{:<12} {:>14} {:>10} {:>9}",
+        "stage", "lines/s", "MiB/s", "seconds"
+    );
     for (name, s) in &report.stages {
-        println!("{name:<12} {:>14.0} {:>10.1} {:>9.3}", s.lines_per_sec, s.mib_per_sec, s.seconds);
+        println!(
+            "{name:<12} {:>14.0} {:>10.1} {:>9.3}",
+            s.lines_per_sec, s.mib_per_sec, s.seconds
+        );
     }
     println!(
         "{:<12} {:>14.0} {:>10.1} {:>9.3}",

@@ -53,7 +53,11 @@ pub struct Core<'r> {
 
 impl<'r> Core<'r> {
     /// Build the stages.
-    pub fn new(parse: &ParseConfig, miner: MinerConfig, rules: &'r RuleSet) -> Result<Core<'r>, ParseError> {
+    pub fn new(
+        parse: &ParseConfig,
+        miner: MinerConfig,
+        rules: &'r RuleSet,
+    ) -> Result<Core<'r>, ParseError> {
         Ok(Core {
             parser: Parser::new(parse)?,
             detector: Detector::new(rules),
@@ -121,19 +125,19 @@ impl<'r> Core<'r> {
                 );
             }
         }
-        if self.depth > Depth::Read {
-            if let Some(ev) = self.parser.finish() {
-                Self::downstream(
-                    ev,
-                    origin,
-                    self.depth,
-                    self.fingerprint_all,
-                    &mut self.detector,
-                    &mut self.fingerprinter,
-                    &mut self.detection,
-                    &mut f,
-                );
-            }
+        if self.depth > Depth::Read
+            && let Some(ev) = self.parser.finish()
+        {
+            Self::downstream(
+                ev,
+                origin,
+                self.depth,
+                self.fingerprint_all,
+                &mut self.detector,
+                &mut self.fingerprinter,
+                &mut self.detection,
+                &mut f,
+            );
         }
         Ok(lines)
     }

@@ -26,7 +26,10 @@ pub fn example_event(ex: &Example) -> (Event, Origin) {
         name: "example".into(),
         ..Origin::default()
     };
-    if let Example::Full { level, container, .. } = ex {
+    if let Example::Full {
+        level, container, ..
+    } = ex
+    {
         ev.level = *level;
         if let Some(c) = container {
             origin.name = c.clone();
@@ -60,8 +63,8 @@ pub fn run_examples(set: &RuleSet) -> Report {
             det.detect(&ev, &origin, &mut out);
             let got = out.rules.contains(&(idx as u32));
             if got != want {
-                let (line, column) = file.locate_text(rule.index_in_file, ex.line());
                 let list = if want { "match" } else { "no_match" };
+                let (line, column) = file.locate_text(rule.index_in_file, list, ex.line());
                 report.failures.push(RuleError {
                     file: file.path.clone(),
                     line,

@@ -52,6 +52,8 @@ struct Use {
     /// For case-sensitive literals: the exact bytes to confirm, since the shared automaton
     /// matches ASCII case-insensitively.
     exact: Option<Box<[u8]>>,
+    /// The literal must stand as a whole word.
+    whole_word: bool,
 }
 
 /// All rules, compiled once. Shared read-only by every [`Detector`].
@@ -92,13 +94,28 @@ impl RuleSet {
                 let before = errors.len();
                 if rule.id.trim().is_empty() {
                     errors.push(err("id".into(), "must not be empty".into()));
-                } else if !rule.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-                    errors.push(err("id".into(), format!("{:?} may only use letters, digits, '-', '_' and '.'", rule.id)));
+                } else if !rule
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                {
+                    errors.push(err(
+                        "id".into(),
+                        format!(
+                            "{:?} may only use letters, digits, '-', '_' and '.'",
+                            rule.id
+                        ),
+                    ));
                 } else if let Some((pf, pr)) = seen.get(&rule.id) {
                     let (line, _) = files[*pf].locate(*pr, "id");
                     errors.push(err(
                         "id".into(),
-                        format!("duplicate id {:?}, first defined at {}:{}", rule.id, files[*pf].path.display(), line),
+                        format!(
+                            "duplicate id {:?}, first defined at {}:{}",
+                            rule.id,
+                            files[*pf].path.display(),
+                            line
+                        ),
                     ));
                 } else {
                     seen.insert(rule.id.clone(), (fi, ri));
@@ -107,12 +124,21 @@ impl RuleSet {
                     errors.push(err("description".into(), "must not be empty".into()));
                 }
                 if rule.matcher.is_empty() {
-                    errors.push(err("match".into(), "needs at least one of `any`, `all` or `regex`".into()));
+                    errors.push(err(
+                        "match".into(),
+                        "needs at least one of `any`, `all` or `regex`".into(),
+                    ));
                 }
                 if rule.matcher.all.len() > MAX_ALL {
-                    errors.push(err("match.all".into(), format!("at most {MAX_ALL} literals")));
+                    errors.push(err(
+                        "match.all".into(),
+                        format!("at most {MAX_ALL} literals"),
+                    ));
                 }
-                for (name, m) in [("match", Some(&rule.matcher)), ("exclude", rule.exclude.as_ref())] {
+                for (name, m) in [
+                    ("match", Some(&rule.matcher)),
+                    ("exclude", rule.exclude.as_ref()),
+                ] {
                     let Some(m) = m else { continue };
                     for (list, lits) in [("any", &m.any), ("all", &m.all)] {
                         if let Some(i) = lits.iter().position(|l| l.is_empty()) {
@@ -124,10 +150,11 @@ impl RuleSet {
                     .map_err(|e| errors.push(err("match.regex".into(), e)))
                     .ok()
                     .flatten();
-                let exclude_regex = compile_regex(rule.exclude.as_ref().and_then(|m| m.regex.as_deref()))
-                .map_err(|e| errors.push(err("exclude.regex".into(), e)))
-                .ok()
-                .flatten();
+                let exclude_regex =
+                    compile_regex(rule.exclude.as_ref().and_then(|m| m.regex.as_deref()))
+                        .map_err(|e| errors.push(err("exclude.regex".into(), e)))
+                        .ok()
+                        .flatten();
                 if let Some(ex) = &rule.exclude
                     && !ex.all.is_empty()
                 {
@@ -137,14 +164,17 @@ impl RuleSet {
                     ));
                 }
                 for (k, _) in rule.select.labels.iter().filter(|(k, _)| k.is_empty()) {
-                    errors.push(err("select.labels".into(), format!("empty label key {k:?}")));
+                    errors.push(err(
+                        "select.labels".into(),
+                        format!("empty label key {k:?}"),
+                    ));
                 }
                 if errors.len() != before {
                     continue;
                 }
 
                 let idx = rules.len() as RuleIdx;
-                let mut add = |lit: &str, role: Role, ci: bool| {
+                let mut add = |lit: &str, role: Role, ci: bool, whole_word: bool| {
                     let folded = lit.as_bytes().to_ascii_lowercase();
                     let pid = *literal_ids.entry(folded.clone()).or_insert_with(|| {
                         literals.push(folded);
@@ -153,22 +183,31 @@ impl RuleSet {
                     });
                     let exact = (!ci && lit.bytes().any(|b| b.is_ascii_alphabetic()))
                         .then(|| lit.as_bytes().into());
-                    uses[pid].push(Use { rule: idx, role, exact });
+                    uses[pid].push(Use {
+                        rule: idx,
+                        role,
+                        exact,
+                        whole_word,
+                    });
                 };
-                let ci = rule.matcher.case_insensitive;
+                let (ci, ww) = (rule.matcher.case_insensitive, rule.matcher.whole_words);
                 for l in &rule.matcher.any {
-                    add(l, Role::Any, ci);
+                    add(l, Role::Any, ci, ww);
                 }
                 for (i, l) in rule.matcher.all.iter().enumerate() {
-                    add(l, Role::All(i as u8), ci);
+                    add(l, Role::All(i as u8), ci, ww);
                 }
                 if let Some(ex) = &rule.exclude {
                     for l in &ex.any {
-                        add(l, Role::Exclude, ex.case_insensitive);
+                        add(l, Role::Exclude, ex.case_insensitive, ex.whole_words);
                     }
                 }
                 let all_n = rule.matcher.all.len();
-                let all_mask = if all_n == MAX_ALL { u64::MAX } else { (1u64 << all_n) - 1 };
+                let all_mask = if all_n == MAX_ALL {
+                    u64::MAX
+                } else {
+                    (1u64 << all_n) - 1
+                };
                 if rule.matcher.any.is_empty() && all_n == 0 {
                     always.push(idx);
                 }
@@ -264,7 +303,12 @@ fn compile_regex(src: Option<&str>) -> Result<Option<Regex>, String> {
         .map(Some)
         .map_err(|e| {
             // The regex crate's messages span several lines; keep them on one.
-            e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+            e.to_string()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
         })
 }
 
@@ -345,9 +389,15 @@ impl<'r> Detector<'r> {
                     if u.exact.as_deref().is_some_and(|e| e != span) {
                         continue;
                     }
+                    if u.whole_word && !is_whole_word(text, m.start(), m.end()) {
+                        continue;
+                    }
                     let h = &mut self.hits[u.rule as usize];
                     if h.stamp != self.stamp {
-                        *h = Hits { stamp: self.stamp, ..Hits::default() };
+                        *h = Hits {
+                            stamp: self.stamp,
+                            ..Hits::default()
+                        };
                         self.touched.push(u.rule);
                     }
                     match u.role {
@@ -367,7 +417,11 @@ impl<'r> Detector<'r> {
             if out.rules.contains(&r) {
                 continue;
             }
-            let (any, all, excluded) = if fresh { (h.any, h.all, h.excluded) } else { (false, 0, false) };
+            let (any, all, excluded) = if fresh {
+                (h.any, h.all, h.excluded)
+            } else {
+                (false, 0, false)
+            };
             if excluded || (rule.needs_any && !any) || all & rule.all_mask != rule.all_mask {
                 continue;
             }
@@ -394,13 +448,23 @@ impl<'r> Detector<'r> {
             return;
         }
         let set = self.set;
-        out.rules.sort_by(|a, b| set.rules[*b as usize].severity().cmp(&set.rules[*a as usize].severity()).then(a.cmp(b)));
+        out.rules.sort_by(|a, b| {
+            set.rules[*b as usize]
+                .severity()
+                .cmp(&set.rules[*a as usize].severity())
+                .then(a.cmp(b))
+        });
         out.severity = Some(set.rules[out.rules[0] as usize].severity());
         self.stats.hits += 1;
         for &r in &out.rules {
             self.stats.per_rule[r as usize] += 1;
         }
     }
+}
+
+fn is_whole_word(text: &[u8], start: usize, end: usize) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    (start == 0 || !word(text[start - 1])) && text.get(end).is_none_or(|b| !word(*b))
 }
 
 fn level_ok(levels: &[Level], required: bool, level: Option<Level>) -> bool {
@@ -419,12 +483,16 @@ fn selector_ok(s: &Selector, o: &Origin) -> bool {
     }
     (s.source.is_empty() || s.source.iter().any(|k| k == o.kind))
         && (s.container.is_empty() || s.container.iter().any(|g| glob(g, &o.name)))
-        && (s.image.is_empty() || o.image.as_deref().is_some_and(|i| s.image.iter().any(|g| glob(g, i))))
+        && (s.image.is_empty()
+            || o.image
+                .as_deref()
+                .is_some_and(|i| s.image.iter().any(|g| glob(g, i))))
         && labels_ok(&s.labels, &o.labels)
 }
 
 fn labels_ok(want: &BTreeMap<String, String>, have: &[(String, String)]) -> bool {
-    want.iter().all(|(k, g)| have.iter().any(|(hk, hv)| hk == k && glob(g, hv)))
+    want.iter()
+        .all(|(k, g)| have.iter().any(|(hk, hv)| hk == k && glob(g, hv)))
 }
 
 /// Glob match with `*` (any run) and `?` (one char).

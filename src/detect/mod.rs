@@ -14,23 +14,39 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use matcher::{glob, CompiledRule, DetectStats, Detector, RuleSet};
+pub use matcher::{CompiledRule, DetectStats, Detector, RuleSet, glob};
 pub use rules::{Example, RuleError};
 
 /// The rule files shipped in `rules/`, compiled into the binary so medic runs with its
 /// defaults from any directory.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("rules/runtime.yaml", include_str!("../../rules/runtime.yaml")),
-    ("rules/network.yaml", include_str!("../../rules/network.yaml")),
-    ("rules/storage.yaml", include_str!("../../rules/storage.yaml")),
-    ("rules/generic.yaml", include_str!("../../rules/generic.yaml")),
+    // Directory order, as `load` reads `rules/`.
+    (
+        "rules/generic.yaml",
+        include_str!("../../rules/generic.yaml"),
+    ),
+    (
+        "rules/network.yaml",
+        include_str!("../../rules/network.yaml"),
+    ),
+    (
+        "rules/runtime.yaml",
+        include_str!("../../rules/runtime.yaml"),
+    ),
+    (
+        "rules/storage.yaml",
+        include_str!("../../rules/storage.yaml"),
+    ),
 ];
 
 /// Compile the embedded default rules.
 pub fn load_embedded() -> Result<RuleSet, Vec<RuleError>> {
     let mut loaded = Vec::new();
     for (name, text) in EMBEDDED {
-        loaded.push(rules::parse_file(std::path::Path::new(name), (*text).to_string()).map_err(|e| vec![e])?);
+        loaded.push(
+            rules::parse_file(std::path::Path::new(name), (*text).to_string())
+                .map_err(|e| vec![e])?,
+        );
     }
     RuleSet::compile(loaded)
 }

@@ -73,6 +73,10 @@ pub struct Matcher {
     /// Literals match ASCII case-insensitively (the regex can use `(?i)` itself).
     #[serde(default)]
     pub case_insensitive: bool,
+    /// Literals match only as whole words: no letter, digit or `_` right before or after
+    /// (like `grep -w`), so `500` does not hit inside `15003`.
+    #[serde(default)]
+    pub whole_words: bool,
 }
 
 impl Matcher {
@@ -103,7 +107,10 @@ pub struct Selector {
 impl Selector {
     /// Whether the selector selects everything.
     pub fn is_empty(&self) -> bool {
-        self.source.is_empty() && self.container.is_empty() && self.image.is_empty() && self.labels.is_empty()
+        self.source.is_empty()
+            && self.container.is_empty()
+            && self.image.is_empty()
+            && self.labels.is_empty()
     }
 }
 
@@ -186,60 +193,67 @@ pub struct LoadedFile {
 }
 
 impl LoadedFile {
-    /// Locate a rule's field: the line and column of `field:` inside the rule's block, or
-    /// of the rule's `id` when the field is not written out.
-    pub fn locate(&self, rule: usize, field: &str) -> (usize, usize) {
-        let Some(id) = self.rules.get(rule).map(|r| r.id.as_str()) else {
-            return (0, 0);
-        };
+    /// The line range (0-based, end exclusive) of the `rule`-th item of the `rules:` list.
+    fn rule_block(&self, rule: usize) -> Option<(usize, usize)> {
         let lines: Vec<&str> = self.text.lines().collect();
-        let is_id_line = |l: &str| {
-            let t = l.trim_start().trim_start_matches('-').trim_start();
-            t.strip_prefix("id:")
-                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == id)
-                .unwrap_or(false)
-        };
-        let Some(start) = lines.iter().position(|l| is_id_line(l)) else {
+        let list = lines
+            .iter()
+            .position(|l| l.trim_end() == "rules:" || l.starts_with("rules:"))?;
+        let first = (list + 1..lines.len()).find(|&i| lines[i].trim_start().starts_with("- "))?;
+        let indent = indent_of(lines[first]);
+        let starts: Vec<usize> = (first..lines.len())
+            .filter(|&i| indent_of(lines[i]) == indent && lines[i].trim_start().starts_with("- "))
+            .collect();
+        let start = *starts.get(rule)?;
+        let end = starts.get(rule + 1).copied().unwrap_or(lines.len());
+        Some((start, end))
+    }
+
+    /// Locate a rule's field (the last segment of a dotted path such as `match.regex`):
+    /// the 1-based line and column of `field:` inside the rule's block, or of the rule's
+    /// first line when the field is not written out.
+    pub fn locate(&self, rule: usize, field: &str) -> (usize, usize) {
+        let Some((start, end)) = self.rule_block(rule) else {
             return (0, 0);
         };
-        // The rule's block ends where the next list item at the same indent starts.
-        let item_indent = indent_of_item(lines[start]);
-        let end = lines[start + 1..]
-            .iter()
-            .position(|l| {
-                let t = l.trim_start();
-                t.starts_with("- ") && l.len() - t.len() == item_indent
-            })
-            .map_or(lines.len(), |p| start + 1 + p);
         let key = field.rsplit('.').next().unwrap_or(field);
         let key = key.split('[').next().unwrap_or(key);
+        let lines: Vec<&str> = self.text.lines().collect();
         for (n, l) in lines.iter().enumerate().take(end).skip(start) {
             let t = l.trim_start().trim_start_matches('-').trim_start();
             if t.starts_with(&format!("{key}:")) {
-                let col = l.len() - t.len() + 1;
-                return (n + 1, col);
+                return (n + 1, l.len() - t.len() + 1);
             }
         }
-        let t = lines[start].trim_start().trim_start_matches('-').trim_start();
+        let t = lines[start]
+            .trim_start()
+            .trim_start_matches('-')
+            .trim_start();
         (start + 1, lines[start].len() - t.len() + 1)
     }
 
-    /// Locate a literal text (an example) inside a rule's block.
-    pub fn locate_text(&self, rule: usize, needle: &str) -> (usize, usize) {
-        let (line, _) = self.locate(rule, "id");
-        if line == 0 {
+    /// Locate `needle` (an example) in a rule's block: after the `examples:` key, then
+    /// after the `list:` key below it (`match` or `no_match`).
+    pub fn locate_text(&self, rule: usize, list: &str, needle: &str) -> (usize, usize) {
+        let Some((_, end)) = self.rule_block(rule) else {
             return (0, 0);
-        }
-        for (n, l) in self.text.lines().enumerate().skip(line - 1) {
+        };
+        let (examples, _) = self.locate(rule, "examples");
+        let lines: Vec<&str> = self.text.lines().collect();
+        let key = format!("{list}:");
+        let from = (examples..end)
+            .find(|&i| lines[i].trim_start().starts_with(&key))
+            .unwrap_or(examples.saturating_sub(1));
+        for (n, l) in lines.iter().enumerate().take(end).skip(from) {
             if let Some(col) = l.find(needle) {
                 return (n + 1, col + 1);
             }
         }
-        (line, 1)
+        (from + 1, 1)
     }
 }
 
-fn indent_of_item(line: &str) -> usize {
+fn indent_of(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
 

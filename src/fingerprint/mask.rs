@@ -36,7 +36,21 @@ static CLASS: [u8; 256] = {
             k |= WS;
         }
         if c.is_ascii_alphanumeric()
-            || matches!(c, b'_' | b'-' | b'/' | b'$' | b'#' | b'@' | b'*' | b'+' | b'~' | b'%' | b'&' | b'!' | b'?')
+            || matches!(
+                c,
+                b'_' | b'-'
+                    | b'/'
+                    | b'$'
+                    | b'#'
+                    | b'@'
+                    | b'*'
+                    | b'+'
+                    | b'~'
+                    | b'%'
+                    | b'&'
+                    | b'!'
+                    | b'?'
+            )
             || c >= 0x80
         {
             k |= WORD;
@@ -64,7 +78,10 @@ fn class(b: u8) -> u8 {
 /// Bytes that end a path or URL besides whitespace.
 #[inline]
 fn ends_path(b: u8) -> bool {
-    matches!(b, b'"' | b'\'' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b',' | b';')
+    matches!(
+        b,
+        b'"' | b'\'' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b',' | b';'
+    )
 }
 
 /// Tokenize and mask `msg` into `out` (cleared first). Allocation-free once `out` has grown.
@@ -84,20 +101,25 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
         let at_word_start = i == 0 || class(b[i - 1]) & WS != 0;
         // Paths and URLs run to the next whitespace: their inner punctuation
         // (`?a=1&b=2`, `:8080`) belongs to the one value.
-        if at_word_start && (c == b'/' && i + 1 < n && class(b[i + 1]) & WS == 0 || is_url_at(b, i)) {
+        if at_word_start && (c == b'/' && i + 1 < n && class(b[i + 1]) & WS == 0 || is_url_at(b, i))
+        {
             let start = i;
             while i < n && class(b[i]) & WS == 0 && !ends_path(b[i]) {
                 i += 1;
             }
+            // Sentence punctuation after a path is not part of it: `open /a/b: denied`.
+            while i > start + 1 && matches!(b[i - 1], b':' | b'.' | b'!' | b'?') {
+                i -= 1;
+            }
             push(out, b, start, i, true);
             continue;
         }
-        if k & HEX != 0 || c == b':' {
-            if let Some(end) = hex_colon_at(b, i) {
-                push(out, b, i, end, true);
-                i = end;
-                continue;
-            }
+        if (k & HEX != 0 || c == b':')
+            && let Some(end) = hex_colon_at(b, i)
+        {
+            push(out, b, i, end, true);
+            i = end;
+            continue;
         }
         if k & WORD != 0 {
             let start = i;
@@ -121,9 +143,7 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
                 break;
             }
             let word = &b[start..i];
-            let var = digits
-                || (all_hex && word.len() >= 8 && alpha)
-                || is_literal_value(word);
+            let var = digits || (all_hex && word.len() >= 8 && alpha) || is_literal_value(word);
             if !var && word.len() == 3 && word[0].is_ascii_uppercase() {
                 maybe_date |= is_month(word);
             }
@@ -187,7 +207,10 @@ fn push(out: &mut Vec<Token>, b: &[u8], start: usize, end: usize, var: bool) {
 fn is_url_at(b: &[u8], i: usize) -> bool {
     // scheme://
     let mut j = i;
-    while j < b.len() && j - i < 12 && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'+' | b'.' | b'-')) {
+    while j < b.len()
+        && j - i < 12
+        && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'+' | b'.' | b'-'))
+    {
         j += 1;
     }
     j > i && b[i].is_ascii_alphabetic() && b[j..].starts_with(b"://")
@@ -249,12 +272,26 @@ fn is_literal_value(w: &[u8]) -> bool {
 fn is_month(w: &[u8]) -> bool {
     matches!(
         w,
-        b"Jan" | b"Feb" | b"Mar" | b"Apr" | b"May" | b"Jun" | b"Jul" | b"Aug" | b"Sep" | b"Oct" | b"Nov" | b"Dec"
+        b"Jan"
+            | b"Feb"
+            | b"Mar"
+            | b"Apr"
+            | b"May"
+            | b"Jun"
+            | b"Jul"
+            | b"Aug"
+            | b"Sep"
+            | b"Oct"
+            | b"Nov"
+            | b"Dec"
     )
 }
 
 fn is_day(w: &[u8]) -> bool {
-    matches!(w, b"Mon" | b"Tue" | b"Wed" | b"Thu" | b"Fri" | b"Sat" | b"Sun")
+    matches!(
+        w,
+        b"Mon" | b"Tue" | b"Wed" | b"Thu" | b"Fri" | b"Sat" | b"Sun"
+    )
 }
 
 fn span(b: &[u8], t: Token) -> &[u8] {
@@ -286,7 +323,11 @@ fn merge_dates(b: &[u8], out: &mut Vec<Token>) {
                 end = out[r].end;
                 r += 1;
             }
-            out[w] = Token { start, end, var: true };
+            out[w] = Token {
+                start,
+                end,
+                var: true,
+            };
             w += 1;
             continue;
         }
@@ -300,7 +341,12 @@ fn merge_dates(b: &[u8], out: &mut Vec<Token>) {
 /// `2026-01-01 10:00:00.123` (date, space, time) becomes one variable.
 fn merge_iso_date_time(b: &[u8], out: &mut Vec<Token>) {
     let is_ymd = |s: &[u8]| {
-        s.len() == 10 && s[4] == b'-' && s[7] == b'-' && s.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        s.len() == 10
+            && s[4] == b'-'
+            && s[7] == b'-'
+            && s.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
     };
     let mut i = 0;
     while i + 1 < out.len() {

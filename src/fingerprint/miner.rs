@@ -257,7 +257,8 @@ impl Miner {
             if t.var {
                 self.skeleton.push(0x01);
             } else {
-                self.skeleton.extend_from_slice(&b[t.start as usize..t.end as usize]);
+                self.skeleton
+                    .extend_from_slice(&b[t.start as usize..t.end as usize]);
             }
             self.skeleton.push(0x00);
         }
@@ -268,14 +269,24 @@ impl Miner {
         let b = msg.as_bytes();
         self.hashes.clear();
         self.hashes.extend(self.tokens.iter().map(|t| {
-            if t.var { VAR } else { xxh3_64(&b[t.start as usize..t.end as usize]) }
+            if t.var {
+                VAR
+            } else {
+                xxh3_64(&b[t.start as usize..t.end as usize])
+            }
         }));
-        let words: Vec<usize> = (0..self.tokens.len()).filter(|&i| mask::is_word(b, self.tokens[i])).collect();
+        let words: Vec<usize> = (0..self.tokens.len())
+            .filter(|&i| mask::is_word(b, self.tokens[i]))
+            .collect();
         let first_word = words.first().copied();
         let bucket = {
             let fw = first_word.map_or(0, |i| self.hashes[i]);
             let pos = first_word.map_or(u64::MAX, |i| i as u64);
-            xxh3_64(&[self.hashes.len() as u64, pos, fw].map(u64::to_le_bytes).concat())
+            xxh3_64(
+                &[self.hashes.len() as u64, pos, fw]
+                    .map(u64::to_le_bytes)
+                    .concat(),
+            )
         };
 
         // Covering cluster (most constants wins) and one-mismatch siblings by position.
@@ -283,7 +294,9 @@ impl Miner {
         let mut near: Vec<(usize, u32)> = Vec::new();
         if let Some(list) = self.buckets.get(&bucket) {
             for &slot in list.iter().rev().take(self.cfg.max_bucket_scan) {
-                let Some(d) = self.slots[slot as usize].data.as_deref() else { continue };
+                let Some(d) = self.slots[slot as usize].data.as_deref() else {
+                    continue;
+                };
                 let mut mismatch = None;
                 let mut n_mismatch = 0;
                 let mut constants = 0;
@@ -301,10 +314,8 @@ impl Miner {
                     }
                 }
                 match (n_mismatch, mismatch) {
-                    (0, _) => {
-                        if best.is_none_or(|(c, _)| constants > c) {
-                            best = Some((constants, slot));
-                        }
+                    (0, _) if best.is_none_or(|(c, _)| constants > c) => {
+                        best = Some((constants, slot));
                     }
                     (1, Some(p)) => near.push((p, slot)),
                     _ => {}
@@ -327,7 +338,10 @@ impl Miner {
         let mut i = 0;
         while i < near.len() {
             let p = near[i].0;
-            let j = near[i..].iter().position(|n| n.0 != p).map_or(near.len(), |k| i + k);
+            let j = near[i..]
+                .iter()
+                .position(|n| n.0 != p)
+                .map_or(near.len(), |k| i + k);
             let siblings: Vec<u32> = near[i..j].iter().map(|n| n.1).collect();
             i = j;
             self.maybe_generalise(id.slot, p, &siblings, &words);
@@ -341,19 +355,28 @@ impl Miner {
         let live: Vec<u32> = siblings
             .iter()
             .copied()
-            .filter(|&s| s != slot && self.slots[s as usize].data.is_some() && self.slots[s as usize].root == s)
+            .filter(|&s| {
+                s != slot
+                    && self.slots[s as usize].data.is_some()
+                    && self.slots[s as usize].root == s
+            })
             .collect();
         if live.is_empty() {
             return;
         }
-        let Some(me) = self.slots[slot as usize].data.as_deref() else { return };
+        let Some(me) = self.slots[slot as usize].data.as_deref() else {
+            return;
+        };
         // Constant words that would survive the merge.
         let remaining = words
             .iter()
             .filter(|&&w| w != p && me.tpl[w] != VAR)
             .filter(|&&w| {
                 live.iter().all(|&s| {
-                    self.slots[s as usize].data.as_deref().is_some_and(|d| d.tpl[w] == me.tpl[w])
+                    self.slots[s as usize]
+                        .data
+                        .as_deref()
+                        .is_some_and(|d| d.tpl[w] == me.tpl[w])
                 })
             })
             .count();
@@ -369,7 +392,9 @@ impl Miner {
         tpl[p] = VAR;
         let mut children = Vec::new();
         for &s in &live {
-            let Some(d) = self.slots[s as usize].data.take() else { continue };
+            let Some(d) = self.slots[s as usize].data.take() else {
+                continue;
+            };
             for (t, o) in tpl.iter_mut().zip(&d.tpl) {
                 if *t != *o {
                     *t = VAR;
@@ -434,12 +459,19 @@ impl Miner {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.data.as_deref().filter(|_| s.root == i as u32).map(|d| (d.last_used, i as u32)))
+            .filter_map(|(i, s)| {
+                s.data
+                    .as_deref()
+                    .filter(|_| s.root == i as u32)
+                    .map(|d| (d.last_used, i as u32))
+            })
             .collect();
         roots.sort_unstable();
         let n = (self.cfg.max_templates / 10).max(1).min(roots.len());
         for &(_, slot) in &roots[..n] {
-            let Some(d) = self.slots[slot as usize].data.take() else { continue };
+            let Some(d) = self.slots[slot as usize].data.take() else {
+                continue;
+            };
             if let Some(list) = self.buckets.get_mut(&d.bucket) {
                 list.retain(|&x| x != slot);
                 if list.is_empty() {

@@ -13,7 +13,9 @@ pub mod stack;
 #[cfg(test)]
 mod tests;
 
-pub use miner::{fingerprint_of, ClusterId, Miner, MinerConfig, MinerStats, Observation, TEMPLATE_VERSION};
+pub use miner::{
+    ClusterId, Miner, MinerConfig, MinerStats, Observation, TEMPLATE_VERSION, fingerprint_of,
+};
 
 use crate::event::{Event, Fingerprint};
 
@@ -56,15 +58,15 @@ impl Fingerprinter {
 
     /// Fingerprint one event.
     pub fn fingerprint(&mut self, ev: &Event) -> Fingerprinted {
-        if ev.lines > 1 || !ev.stack.is_empty() {
-            if let Some(sig) = stack::signature(&ev.text) {
-                self.stack_traces += 1;
-                return Fingerprinted {
-                    fingerprint: sig.fingerprint(),
-                    cluster: None,
-                    new_template: false,
-                };
-            }
+        if (ev.lines > 1 || !ev.stack.is_empty())
+            && let Some(sig) = stack::signature(&ev.text)
+        {
+            self.stack_traces += 1;
+            return Fingerprinted {
+                fingerprint: sig.fingerprint(),
+                cluster: None,
+                new_template: false,
+            };
         }
         let o = self.miner.observe(ev.message());
         Fingerprinted {
@@ -82,7 +84,8 @@ impl Fingerprinter {
                 .template_of(c)
                 .map(|(t, _)| t.to_string())
                 .unwrap_or_else(|| ev.message().to_string()),
-            None => stack::signature(&ev.text).map_or_else(|| ev.message().to_string(), |s| s.template()),
+            None => stack::signature(&ev.text)
+                .map_or_else(|| ev.message().to_string(), |s| s.template()),
         }
     }
 }

@@ -10,9 +10,26 @@ const FRAMES: usize = 3;
 
 /// Frame prefixes of runtimes and common libraries: not the application's code.
 const LIBRARY_PREFIXES: &[&str] = &[
-    "java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "kotlinx.", "scala.", "org.junit.",
-    "org.springframework.", "org.apache.catalina.", "org.apache.tomcat.", "io.netty.", "reactor.",
-    "runtime.", "net/http.", "testing.", "syscall.", "internal/", "reflect.",
+    "java.",
+    "javax.",
+    "jdk.",
+    "sun.",
+    "com.sun.",
+    "kotlin.",
+    "kotlinx.",
+    "scala.",
+    "org.junit.",
+    "org.springframework.",
+    "org.apache.catalina.",
+    "org.apache.tomcat.",
+    "io.netty.",
+    "reactor.",
+    "runtime.",
+    "net/http.",
+    "testing.",
+    "syscall.",
+    "internal/",
+    "reflect.",
 ];
 
 /// A stack trace reduced to what identifies it.
@@ -60,7 +77,12 @@ fn is_library(frame: &str) -> bool {
 }
 
 fn pick(frames: Vec<String>) -> Vec<String> {
-    let app: Vec<String> = frames.iter().filter(|f| !is_library(f)).take(FRAMES).cloned().collect();
+    let app: Vec<String> = frames
+        .iter()
+        .filter(|f| !is_library(f))
+        .take(FRAMES)
+        .cloned()
+        .collect();
     if app.is_empty() {
         frames.into_iter().take(FRAMES).collect()
     } else {
@@ -109,8 +131,11 @@ fn find_java_type(line: &str) -> Option<String> {
 fn java_type(s: &str) -> Option<String> {
     let name = s.split(':').next()?.trim();
     let last = name.rsplit('.').next()?;
-    let looks = (last.ends_with("Exception") || last.ends_with("Error") || last.ends_with("Throwable"))
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '$');
+    let looks =
+        (last.ends_with("Exception") || last.ends_with("Error") || last.ends_with("Throwable"))
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '$');
     looks.then(|| name.to_string())
 }
 
@@ -124,19 +149,34 @@ fn python(text: &str) -> Option<StackSignature> {
             let path = rest.split('"').next().unwrap_or("");
             let func = t.rsplit(", in ").next().unwrap_or("");
             let module = path.rsplit('/').next().unwrap_or(path);
-            let library = path.contains("site-packages") || path.contains("dist-packages") || path.contains("/lib/python");
+            let library = path.contains("site-packages")
+                || path.contains("dist-packages")
+                || path.contains("/lib/python");
             frames.push((format!("{module}:{func}"), library));
         } else if !line.starts_with([' ', '\t']) && !t.is_empty() && !t.starts_with("Traceback") {
             let name = t.split(':').next().unwrap_or("");
-            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
                 error_type = Some(name.to_string());
             }
         }
     }
     // Python prints the innermost frame last.
     frames.reverse();
-    let app: Vec<String> = frames.iter().filter(|f| !f.1).map(|f| f.0.clone()).take(FRAMES).collect();
-    let frames = if app.is_empty() { frames.into_iter().map(|f| f.0).take(FRAMES).collect() } else { app };
+    let app: Vec<String> = frames
+        .iter()
+        .filter(|f| !f.1)
+        .map(|f| f.0.clone())
+        .take(FRAMES)
+        .collect();
+    let frames = if app.is_empty() {
+        frames.into_iter().map(|f| f.0).take(FRAMES).collect()
+    } else {
+        app
+    };
     Some(StackSignature {
         error_type: error_type.unwrap_or_else(|| "Traceback".into()),
         frames,
@@ -149,15 +189,25 @@ fn go(text: &str) -> Option<StackSignature> {
     let mut in_first_goroutine = false;
     for line in text.lines() {
         let t = line.trim();
-        if error_type.is_none() {
-            if let Some(at) = t.find("panic: ").or_else(|| t.find("fatal error: ")) {
-                let kind = if t[at..].starts_with("panic") { "panic" } else { "fatal error" };
-                // The panic value's type, when Go prints one: `panic: runtime error: ...`.
-                let msg = &t[at..].splitn(2, ": ").nth(1).unwrap_or("");
-                let head: String = msg.split(':').next().unwrap_or("").chars().filter(|c| !c.is_ascii_digit()).collect();
-                error_type = Some(format!("{kind}: {}", head.trim()));
-                continue;
-            }
+        if error_type.is_none()
+            && let Some(at) = t.find("panic: ").or_else(|| t.find("fatal error: "))
+        {
+            let kind = if t[at..].starts_with("panic") {
+                "panic"
+            } else {
+                "fatal error"
+            };
+            // The panic value's type, when Go prints one: `panic: runtime error: ...`.
+            let msg = &t[at..].split_once(": ").map(|x| x.1).unwrap_or("");
+            let head: String = msg
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_ascii_digit())
+                .collect();
+            error_type = Some(format!("{kind}: {}", head.trim()));
+            continue;
         }
         if t.starts_with("goroutine ") {
             if !frames.is_empty() {
@@ -166,14 +216,21 @@ fn go(text: &str) -> Option<StackSignature> {
             in_first_goroutine = true;
             continue;
         }
-        if in_first_goroutine && !line.starts_with('\t') && t.ends_with(')') {
-            if let Some(open) = t.rfind('(') {
-                frames.push(t[..open].to_string());
-            }
+        if in_first_goroutine
+            && !line.starts_with('\t')
+            && t.ends_with(')')
+            && let Some(open) = t.rfind('(')
+        {
+            frames.push(t[..open].to_string());
         }
     }
     Some(StackSignature {
         error_type: error_type?,
-        frames: pick(frames.into_iter().filter(|f| !f.starts_with("panic")).collect()),
+        frames: pick(
+            frames
+                .into_iter()
+                .filter(|f| !f.starts_with("panic"))
+                .collect(),
+        ),
     })
 }

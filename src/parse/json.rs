@@ -85,7 +85,8 @@ impl JsonParser {
         // The tape keeps its allocation across lines; `reset` re-brands its lifetime to the
         // current input, and back to 'static once the fields are consumed.
         let mut tape: Tape<'_> = self.tape.take().unwrap_or_else(|| Tape(Vec::new())).reset();
-        let parsed = simd_json::fill_tape_padded(&mut self.input, bytes.len(), &mut self.buffers, &mut tape);
+        let parsed =
+            simd_json::fill_tape_padded(&mut self.input, bytes.len(), &mut self.buffers, &mut tape);
         let result = match parsed {
             Ok(()) => read_fields(&tape.0).map(|fields| f(&fields)),
             Err(_) => None,

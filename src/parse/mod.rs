@@ -188,7 +188,7 @@ impl Parser {
                     Some(decode_docker(f, ev, inner, log_format, stats))
                 } else {
                     stats.json_records += 1;
-                    fill_app_json(f, ev);
+                    fill_app_json(f, &String::from_utf8_lossy(raw), ev);
                     Some(false)
                 }
             });
@@ -222,7 +222,7 @@ fn decode_utf8<'a>(raw: &'a [u8], fallbacks: &mut crate::event::Fallbacks) -> Co
 /// Append `src` to `dst`, replacing NUL and other control characters (all but tab) with
 /// U+FFFD so they cannot corrupt terminals, JSON output or tickets downstream.
 fn push_clean(dst: &mut String, src: &str, fallbacks: &mut crate::event::Fallbacks) {
-    if !src.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if !has_control(src.as_bytes()) {
         dst.push_str(src);
         return;
     }
@@ -234,6 +234,30 @@ fn push_clean(dst: &mut String, src: &str, fallbacks: &mut crate::event::Fallbac
             c
         }
     }));
+}
+
+/// Whether any byte is a control character other than tab: eight bytes at a time, since
+/// every line passes through here.
+fn has_control(b: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        let x = u64::from_le_bytes(a);
+        // A byte < 0x20 or == 0x7f sets its high bit here (classic SWAR "has less than").
+        let lt = x.wrapping_sub(LO * 0x20) & !x & HI;
+        let del = (x ^ (LO * 0x7f)).wrapping_sub(LO) & !(x ^ (LO * 0x7f)) & HI;
+        if lt | del != 0 && c.iter().any(|&b| is_control(b)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| is_control(b))
+}
+
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 /// A plain-text line: header by log format, else header-less level detection.
@@ -274,7 +298,7 @@ fn decode_docker(
         done = inner
             .with_fields(content.as_bytes(), |g| {
                 stats.json_records += 1;
-                fill_app_json(g, ev);
+                fill_app_json(g, content, ev);
             })
             .is_some();
     }
@@ -289,8 +313,9 @@ fn decode_docker(
 }
 
 /// An application JSON object: message, level, error, stack and time from common keys.
-fn fill_app_json(f: &Fields<'_>, ev: &mut Event) {
-    let message = f.message.or(f.log).unwrap_or("");
+/// Without a message key the whole object is the message, so rules still see its content.
+fn fill_app_json(f: &Fields<'_>, raw: &str, ev: &mut Event) {
+    let message = f.message.or(f.log).unwrap_or(raw);
     push_clean(&mut ev.text, message, &mut ev.fallbacks);
     ev.message = 0..ev.text.len();
     if let Some(err) = f.error.filter(|e| !e.is_empty()) {

@@ -22,21 +22,37 @@ enum Mode {
     Go,
 }
 
+/// Substring finders built once: every line's first-line check runs them.
+#[derive(Debug)]
+struct Starters {
+    traceback: memchr::memmem::Finder<'static>,
+    panic: memchr::memmem::Finder<'static>,
+}
+
+impl Default for Starters {
+    fn default() -> Self {
+        Starters {
+            traceback: memchr::memmem::Finder::new("Traceback (most recent call last)"),
+            panic: memchr::memmem::Finder::new("panic: "),
+        }
+    }
+}
+
 impl Mode {
-    fn for_first_line(line: &str) -> Mode {
+    fn for_first_line(line: &str, s: &Starters) -> Mode {
         let t = line.trim_start();
-        if t.starts_with("Traceback (most recent call last)") || line.contains("Traceback (most recent call last):")
-        {
+        if s.traceback.find(line.as_bytes()).is_some() {
             Mode::Python { done: false }
-        } else if t.starts_with("panic: ") || t.starts_with("fatal error: ") || line.contains(" panic: ") {
+        } else if t.starts_with("fatal error: ") || s.panic.find(line.as_bytes()).is_some() {
             Mode::Go
         } else {
             Mode::Plain
         }
     }
 
-    /// Whether `line` continues an event in this mode; may advance the mode.
-    fn continues(&mut self, line: &str) -> bool {
+    /// Whether `line` continues an event of `lines` physical lines in this mode; may
+    /// advance the mode.
+    fn continues(&mut self, line: &str, lines: u32) -> bool {
         let indented = line.starts_with([' ', '\t']) && !line.trim().is_empty();
         let t = line.trim();
         if indented
@@ -47,7 +63,19 @@ impl Mode {
             return true;
         }
         match self {
-            Mode::Plain => false,
+            Mode::Plain => {
+                // Loggers print the exception right after the one line that logged it:
+                // logback's `com.acme.FooException: msg`, Python's `Traceback (most recent
+                // call last):`. After anything longer it starts an event of its own.
+                if lines != 1 {
+                    return false;
+                }
+                if t.starts_with("Traceback (most recent call last)") {
+                    *self = Mode::Python { done: false };
+                    return true;
+                }
+                is_java_exception_header(t)
+            }
             Mode::Python { done } => {
                 if t.is_empty() {
                     return true;
@@ -75,6 +103,21 @@ impl Mode {
             }
         }
     }
+}
+
+/// `java.lang.IllegalStateException: boom`, `com.acme.OrderError`: a package-qualified
+/// class name ending in Exception, Error or Throwable. The dot keeps a Node.js
+/// `Error: connect ECONNREFUSED` line, which is a record of its own, out.
+fn is_java_exception_header(t: &str) -> bool {
+    let name = t.split(": ").next().unwrap_or("");
+    let class = name.rsplit('.').next().unwrap_or("");
+    name.contains('.')
+        && (class.ends_with("Exception")
+            || class.ends_with("Error")
+            || class.ends_with("Throwable"))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '$'))
 }
 
 /// `ValueError: bad`, `KeyError`, `requests.exceptions.HTTPError: 500`.
@@ -108,6 +151,7 @@ pub struct Joiner {
     ready: Event,
     has_pending: bool,
     mode: Mode,
+    starters: Starters,
     /// The pending event's last physical line was a Docker partial (no newline yet).
     pending_partial: bool,
     pending_since_ms: u64,
@@ -125,6 +169,7 @@ impl Joiner {
             ready: Event::default(),
             has_pending: false,
             mode: Mode::Plain,
+            starters: Starters::default(),
             pending_partial: false,
             pending_since_ms: 0,
             joins: 0,
@@ -153,7 +198,8 @@ impl Joiner {
         if self.has_pending {
             let same_stream = self.pending.stream == self.scratch.stream;
             let wants = same_stream
-                && (self.pending_partial || self.mode.continues(&self.scratch.text));
+                && (self.pending_partial
+                    || self.mode.continues(&self.scratch.text, self.pending.lines));
             if wants {
                 let fits = self.pending.lines < self.cfg.max_lines
                     && self.pending.text.len() + self.scratch.text.len() < self.cfg.max_bytes;
@@ -180,7 +226,9 @@ impl Joiner {
 
     /// Emit the pending event if it has waited longer than `wait_ms`.
     pub fn flush_due(&mut self, now_ms: u64) -> bool {
-        self.has_pending && now_ms.saturating_sub(self.pending_since_ms) >= self.cfg.wait_ms && self.finish()
+        self.has_pending
+            && now_ms.saturating_sub(self.pending_since_ms) >= self.cfg.wait_ms
+            && self.finish()
     }
 
     /// Emit the pending event, if any (end of input).
@@ -205,7 +253,7 @@ impl Joiner {
         self.has_pending = true;
         self.pending_partial = partial;
         self.pending_since_ms = now_ms;
-        self.mode = Mode::for_first_line(&self.pending.text);
+        self.mode = Mode::for_first_line(&self.pending.text, &self.starters);
     }
 
     fn append_scratch(&mut self) {

@@ -38,7 +38,7 @@ pub fn split(line: &str) -> (Option<Level>, &str) {
         // words of free text is part of the message, so only keys or brackets allow it.
         let bracketed = start > 0 && matches!(bytes[start - 1], b'[' | b'<' | b'(');
         let shouty = word.iter().all(|c| !c.is_ascii_lowercase());
-        if !(shouty || bracketed || word.len() != (i - start)) {
+        if !(shouty || bracketed || word.len() != (i - start)) || !could_be_level(word) {
             continue;
         }
         if let Some(level) = Level::from_word(trim_punct(word), false) {
@@ -46,6 +46,17 @@ pub fn split(line: &str) -> (Option<Level>, &str) {
         }
     }
     (None, line)
+}
+
+/// A cheap reject before [`Level::from_word`]: level words are 3 to 11 bytes and start with
+/// one of a few letters.
+fn could_be_level(w: &[u8]) -> bool {
+    let w = trim_punct(w);
+    (3..=11).contains(&w.len())
+        && matches!(
+            w[0].to_ascii_lowercase(),
+            b't' | b'v' | b'f' | b'd' | b'i' | b'n' | b'w' | b'e' | b's' | b'c' | b'p' | b'a'
+        )
 }
 
 fn is_level_key(k: &[u8]) -> bool {
@@ -68,7 +79,10 @@ fn trim_punct(w: &[u8]) -> &[u8] {
 }
 
 fn is_sep(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'[' | b']' | b'(' | b')' | b'<' | b'>' | b'|' | b',')
+    matches!(
+        b,
+        b' ' | b'\t' | b'[' | b']' | b'(' | b')' | b'<' | b'>' | b'|' | b','
+    )
 }
 
 /// Skip the punctuation after the level, then at most two logger-like tokens (`[main]`,
@@ -76,7 +90,11 @@ fn is_sep(b: u8) -> bool {
 fn message_after(line: &str, mut i: usize) -> &str {
     let b = line.as_bytes();
     let skip_punct = |i: &mut usize| {
-        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b']' | b')' | b'>' | b':' | b'|' | b'-')
+        while *i < b.len()
+            && matches!(
+                b[*i],
+                b' ' | b'\t' | b']' | b')' | b'>' | b':' | b'|' | b'-'
+            )
         {
             *i += 1;
         }
@@ -99,7 +117,10 @@ fn message_after(line: &str, mut i: usize) -> &str {
             j += 1;
         }
         // A logger name ends with ':' and has no spaces: `dfs.DataNode$PacketResponder:`.
-        if j > start + 1 && b[j - 1] == b':' && b[start..j - 1].iter().any(|c| *c == b'.' || *c == b'$') {
+        if j > start + 1
+            && b[j - 1] == b':'
+            && b[start..j - 1].iter().any(|c| *c == b'.' || *c == b'$')
+        {
             i = j;
             skip_punct(&mut i);
         } else {

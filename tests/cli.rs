@@ -1,0 +1,318 @@
+//! The `medic` binary on the checked-in fixtures: real files, real processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn medic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run medic")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn check_rules_passes_on_the_shipped_rules() {
+    let o = medic(&["check-rules", "rules"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("SUCCESS: "), "{}", stdout(&o));
+}
+
+#[test]
+fn check_rules_reports_file_line_column_and_field() {
+    let o = medic(&["check-rules", "fixtures/rules-broken"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "fixtures/rules-broken/broken.yaml:12:7: rules[1].match: unknown field `regexp`"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "fixtures/rules-broken/semantic.yaml:7:7: rules[0].match.regex: regex parse error"
+        ),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("FAILED: 2 error(s)"), "{out}");
+}
+
+#[test]
+fn check_rules_reports_failing_examples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("r.yaml");
+    std::fs::write(
+        &path,
+        "rules:\n  - id: r\n    description: d\n    severity: low\n    match: { any: [refused] }\n    examples:\n      match:\n        - \"connection reset\"\n",
+    )
+    .expect("write");
+    let o = medic(&["check-rules", path.to_str().expect("utf8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains(
+            "r.yaml:8:12: rules[0].examples.match: rule \"r\" does not match \"connection reset\""
+        ),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn templates_prints_one_object_per_line_in_order() {
+    let fmt = "<Date> <Level> \\[<Thread>\\] <Component>: <Content>";
+    let o = medic(&["templates", "--log-format", fmt, "fixtures/app.log"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    let input_lines = std::fs::read_to_string(root().join("fixtures/app.log"))
+        .expect("read")
+        .lines()
+        .count();
+    assert_eq!(rows.len(), input_lines);
+    for r in &rows {
+        assert!(
+            r["fingerprint"].as_str().is_some_and(|f| f.len() == 16),
+            "{r}"
+        );
+        assert!(r["template"].is_string(), "{r}");
+    }
+    // The two "connection refused" lines differ only by IP: one template.
+    assert_eq!(
+        rows[7]["template"],
+        "dial tcp <*>: connect: connection refused"
+    );
+    assert_eq!(rows[7]["fingerprint"], rows[8]["fingerprint"]);
+    // The two failed requests differ only by id.
+    assert_eq!(rows[2]["fingerprint"], rows[11]["fingerprint"]);
+    assert_eq!(rows[2]["template"], "request <*> failed");
+}
+
+#[test]
+fn replay_reports_hits_with_fingerprints_and_a_summary() {
+    let o = medic(&["replay", "fixtures/app.log"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    let rules_of = |r: &serde_json::Value| -> Vec<String> {
+        r["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|v| v.as_str().expect("id").to_string())
+            .collect()
+    };
+    // Java traces: one event each (log line + exception + frames), same fingerprint.
+    let java: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| {
+            r["template"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("java.lang.IllegalStateException"))
+        })
+        .collect();
+    assert_eq!(java.len(), 2, "{rows:#?}");
+    assert_eq!(
+        java[0]["template"],
+        "java.lang.IllegalStateException: <*> at com.acme.Orders.get < com.acme.Api.handle"
+    );
+    assert_eq!(java[0]["fingerprint"], java[1]["fingerprint"]);
+    assert_eq!(java[0]["lines"], 5);
+    assert_eq!(java[0]["level"], "error");
+    // Python traceback and Go panic are whole events.
+    assert!(rows.iter().any(|r| {
+        r["lines"] == 4
+            && r["template"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("ValueError"))
+    }));
+    assert!(
+        rows.iter()
+            .any(|r| r["lines"] == 9 && rules_of(r).contains(&"panic".to_string()))
+    );
+    assert!(
+        rows.iter()
+            .any(|r| rules_of(r).contains(&"disk-full".to_string()) && r["severity"] == "critical")
+    );
+    assert!(
+        rows.iter()
+            .any(|r| rules_of(r).contains(&"http-5xx".to_string()))
+    );
+    // Classic false positives stay quiet.
+    for r in &rows {
+        let m = r["message"].as_str().expect("message");
+        assert!(
+            !m.contains("error_count=0") && !m.contains("0 errors") && !m.contains("/healthz"),
+            "{r}"
+        );
+    }
+    let err = stderr(&o);
+    assert!(err.contains("medic replay: 33 lines"), "{err}");
+    assert!(err.contains("fallbacks: none"), "{err}");
+}
+
+#[test]
+fn replay_of_docker_json_merges_partials_and_reads_app_json() {
+    let o = medic(&["replay", "fixtures/docker.log"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    let declined = rows
+        .iter()
+        .find(|r| r["message"] == "payment declined")
+        .expect("error-level JSON hit");
+    assert_eq!(declined["stream"], "stderr");
+    assert_eq!(declined["level"], "error");
+    let dump = rows
+        .iter()
+        .find(|r| {
+            r["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("upstream dump"))
+        })
+        .expect("partial lines merged");
+    assert_eq!(dump["lines"], 2);
+    assert!(
+        dump["message"]
+            .as_str()
+            .expect("str")
+            .ends_with("tail: connection reset by peer")
+    );
+    assert!(rows.iter().any(|r| {
+        r["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .any(|x| x == "oom-killed")
+    }));
+}
+
+#[test]
+fn bad_input_is_counted_never_fatal() {
+    let o = medic(&["replay", "fixtures/bad-input.log"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("invalid_utf8=2"), "{err}");
+    assert!(err.contains("malformed_json=1"), "{err}");
+    assert!(err.contains("control_bytes="), "{err}");
+    let rows = json_lines(&o);
+    assert!(
+        rows.iter()
+            .any(|r| r["message"] == "final line without newline")
+    );
+}
+
+#[test]
+fn a_ten_mib_line_is_cut_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("huge.log");
+    let mut data = b"ERROR ".to_vec();
+    data.extend(std::iter::repeat_n(b'y', 10 * 1024 * 1024));
+    data.extend_from_slice(b"\nERROR after the huge line\n");
+    std::fs::write(&path, data).expect("write");
+    let o = medic(&[
+        "replay",
+        "--max-line-bytes",
+        "65536",
+        path.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("truncated=1"), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["message"], "after the huge line");
+}
+
+#[test]
+fn missing_files_and_bad_formats_are_clear_errors() {
+    let o = medic(&["replay", "fixtures/does-not-exist.log"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot open fixtures/does-not-exist.log"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = medic(&[
+        "templates",
+        "--log-format",
+        "<Date> <Time>",
+        "fixtures/app.log",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o)
+            .contains("invalid log format \"<Date> <Time>\": it has no <Content> placeholder"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = medic(&[
+        "replay",
+        "--rules",
+        "fixtures/rules-broken",
+        "fixtures/app.log",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("broken.yaml:12:7"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_json_report_has_the_documented_fields() {
+    let o = medic(&["bench", "--input", "fixtures/docker.log", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let last = out.lines().last().expect("output");
+    let r: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    for k in [
+        "lines",
+        "seconds",
+        "lines_per_sec",
+        "mib_per_sec",
+        "peak_rss_bytes",
+        "stages",
+    ] {
+        assert!(!r[k].is_null(), "{k} missing in {r}");
+    }
+    assert_eq!(r["lines"], 8);
+    for s in ["read", "parse", "detect", "fingerprint"] {
+        assert!(
+            r["stages"][s]["lines_per_sec"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "{s}: {r}"
+        );
+    }
+    assert!(r["peak_rss_bytes"].as_u64().is_some_and(|v| v > 0));
+}
+
+#[test]
+fn runs_with_embedded_rules_outside_the_repo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("x.log");
+    std::fs::write(&log, "kernel: Out of memory: Killed process 1 (a)\n").expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["replay", log.to_str().expect("utf8")])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"oom-killed\""), "{}", stdout(&o));
+    assert!(!Path::new(&dir.path().join("rules")).exists());
+}
