@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every check and test on a fresh machine: installs what the tests need, then
+# formatting, lints, docs and all test targets. This is the README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v cc >/dev/null || need_apt+=(gcc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+# The accuracy test scores templates with the shared Loghub evaluator beside the repo.
+if [ ! -f ../shared/tools/loghub_eval.py ]; then
+  echo "scripts/test.sh: ../shared/tools/loghub_eval.py is missing (the shared material must sit beside the repo)" >&2
+  exit 1
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+set -x
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+cargo test --all-targets --locked
