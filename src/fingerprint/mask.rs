@@ -99,56 +99,65 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
             continue;
         }
         let at_word_start = i == 0 || class(b[i - 1]) & WS != 0;
-        // Paths and URLs run to the next whitespace: their inner punctuation
-        // (`?a=1&b=2`, `:8080`) belongs to the one value.
-        if at_word_start && (c == b'/' && i + 1 < n && class(b[i + 1]) & WS == 0 || is_url_at(b, i))
-        {
-            let start = i;
-            while i < n && class(b[i]) & WS == 0 && !ends_path(b[i]) {
-                i += 1;
-            }
-            // Sentence punctuation after a path is not part of it: `open /a/b: denied`.
-            while i > start + 1 && matches!(b[i - 1], b':' | b'.' | b'!' | b'?') {
-                i -= 1;
-            }
-            push(out, b, start, i, true);
-            continue;
-        }
-        if (k & HEX != 0 || c == b':')
-            && let Some(end) = hex_colon_at(b, i)
-        {
-            push(out, b, i, end, true);
-            i = end;
+        // Paths run to the next whitespace: their inner punctuation (`?a=1&b=2`) belongs
+        // to the one value.
+        if c == b'/' && at_word_start && i + 1 < n && class(b[i + 1]) & WS == 0 {
+            i = push_path(out, b, i);
             continue;
         }
         if k & WORD != 0 {
             let start = i;
-            let mut digits = false;
-            let mut alpha = false;
-            let mut all_hex = true;
+            let mut all = 0xffu8;
+            let mut any = 0u8;
             loop {
-                while i < n && class(b[i]) & WORD != 0 {
+                while i < n {
                     let k = class(b[i]);
-                    digits |= k & DIGIT != 0;
-                    alpha |= k & ALPHA != 0;
-                    all_hex &= k & HEX != 0;
+                    if k & WORD == 0 {
+                        break;
+                    }
+                    all &= k;
+                    any |= k;
                     i += 1;
                 }
                 // A single dot between word bytes joins: `a.b.c`, `1.2.3.4`, `0.25s`.
                 if i + 1 < n && b[i] == b'.' && class(b[i + 1]) & WORD != 0 {
-                    all_hex = false;
+                    all &= !HEX;
                     i += 1;
                     continue;
                 }
                 break;
             }
+            // Only a word followed by ':' can be a URL scheme, an IPv6/MAC group or a time.
+            if i < n && b[i] == b':' {
+                if at_word_start && i + 2 < n && b[i + 1] == b'/' && b[i + 2] == b'/' && is_scheme(&b[start..i]) {
+                    i = push_path(out, b, start);
+                    continue;
+                }
+                if all & HEX != 0 && i - start <= 4 {
+                    if let Some(end) = hex_colon_at(b, start) {
+                        push(out, b, start, end, true);
+                        i = end;
+                        continue;
+                    }
+                }
+            }
             let word = &b[start..i];
-            let var = digits || (all_hex && word.len() >= 8 && alpha) || is_literal_value(word);
+            let var = any & DIGIT != 0
+                || (all & HEX != 0 && word.len() >= 8 && any & ALPHA != 0)
+                || (word.len() <= 5 && is_literal_value(word));
             if !var && word.len() == 3 && word[0].is_ascii_uppercase() {
                 maybe_date |= is_month(word);
             }
             push(out, b, start, i, var);
             continue;
+        }
+        if c == b':' {
+            // `::1`, `::ffff:10.0.0.1`
+            if let Some(end) = hex_colon_at(b, i) {
+                push(out, b, i, end, true);
+                i = end;
+                continue;
+            }
         }
         // Punctuation. An empty bracket or quote pair standing alone is an empty value:
         // `from 1.2.3.4 () at` must match `from 1.2.3.4 (host) at`.
@@ -177,6 +186,27 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
     merge_iso_date_time(b, out);
 }
 
+/// A path or URL from `start` to the next whitespace or closing punctuation, as one
+/// variable. Returns where it ends.
+fn push_path(out: &mut Vec<Token>, b: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < b.len() && class(b[i]) & WS == 0 && !ends_path(b[i]) {
+        i += 1;
+    }
+    // Sentence punctuation after a path is not part of it: `open /a/b: denied`.
+    while i > start + 1 && matches!(b[i - 1], b':' | b'.' | b'!' | b'?') {
+        i -= 1;
+    }
+    push(out, b, start, i, true);
+    i
+}
+
+fn is_scheme(w: &[u8]) -> bool {
+    w.len() <= 12
+        && w[0].is_ascii_alphabetic()
+        && w.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
+}
+
 /// Push a token, merging it into a preceding variable when they are glued by `:` or `,`
 /// (`host:port`, `a,b,c`, `10:00:00,123`).
 #[inline]
@@ -202,18 +232,6 @@ fn push(out: &mut Vec<Token>, b: &[u8], start: usize, end: usize, var: bool) {
         end: end as u32,
         var,
     });
-}
-
-fn is_url_at(b: &[u8], i: usize) -> bool {
-    // scheme://
-    let mut j = i;
-    while j < b.len()
-        && j - i < 12
-        && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'+' | b'.' | b'-'))
-    {
-        j += 1;
-    }
-    j > i && b[i].is_ascii_alphabetic() && b[j..].starts_with(b"://")
 }
 
 /// An IPv6 address or MAC address at `i`: hex groups of at most 4 joined by at least two

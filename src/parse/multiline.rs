@@ -109,7 +109,13 @@ impl Mode {
 /// class name ending in Exception, Error or Throwable. The dot keeps a Node.js
 /// `Error: connect ECONNREFUSED` line, which is a record of its own, out.
 fn is_java_exception_header(t: &str) -> bool {
-    let name = t.split(": ").next().unwrap_or("");
+    // Cheap rejects first: this runs on every single-line event.
+    let b = t.as_bytes();
+    if b.len() < 8 || !b[0].is_ascii_alphabetic() {
+        return false;
+    }
+    let end = memchr::memchr(b':', b).unwrap_or(b.len());
+    let name = &t[..end];
     let class = name.rsplit('.').next().unwrap_or("");
     name.contains('.')
         && (class.ends_with("Exception")
