@@ -102,42 +102,42 @@ impl<'r> Core<'r> {
         origin: &Origin,
         mut f: impl FnMut(Seen<'_>),
     ) -> std::io::Result<u64> {
-        let mut reader = LineReader::new(input, self.parser.max_line_bytes());
+        let Core {
+            parser,
+            detector,
+            fingerprinter,
+            detection,
+            depth,
+            fingerprint_all,
+        } = self;
+        let mut reader = LineReader::new(input, parser.max_line_bytes());
+        let mut emit = |ev: &Event| {
+            Self::downstream(
+                ev,
+                origin,
+                *depth,
+                *fingerprint_all,
+                detector,
+                fingerprinter,
+                detection,
+                &mut f,
+            )
+        };
         let mut lines = 0u64;
         // Files replay at full speed: the multiline wait bound never fires mid-file, and
         // the last event is flushed at end of input.
         let now_ms = 0;
         while let Some((line, truncated)) = reader.next_line()? {
             lines += 1;
-            if self.depth == Depth::Read {
+            if *depth == Depth::Read {
                 continue;
             }
-            if let Some(ev) = self.parser.push(line, truncated, now_ms) {
-                Self::downstream(
-                    ev,
-                    origin,
-                    self.depth,
-                    self.fingerprint_all,
-                    &mut self.detector,
-                    &mut self.fingerprinter,
-                    &mut self.detection,
-                    &mut f,
-                );
+            if let Some(ev) = parser.push(line, truncated, now_ms) {
+                emit(ev);
             }
         }
-        if self.depth > Depth::Read
-            && let Some(ev) = self.parser.finish()
-        {
-            Self::downstream(
-                ev,
-                origin,
-                self.depth,
-                self.fingerprint_all,
-                &mut self.detector,
-                &mut self.fingerprinter,
-                &mut self.detection,
-                &mut f,
-            );
+        if let Some(ev) = parser.finish() {
+            emit(ev);
         }
         Ok(lines)
     }

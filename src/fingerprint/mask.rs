@@ -129,7 +129,12 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
             }
             // Only a word followed by ':' can be a URL scheme, an IPv6/MAC group or a time.
             if i < n && b[i] == b':' {
-                if at_word_start && i + 2 < n && b[i + 1] == b'/' && b[i + 2] == b'/' && is_scheme(&b[start..i]) {
+                if at_word_start
+                    && i + 2 < n
+                    && b[i + 1] == b'/'
+                    && b[i + 2] == b'/'
+                    && is_scheme(&b[start..i])
+                {
                     i = push_path(out, b, start);
                     continue;
                 }
@@ -204,7 +209,8 @@ fn push_path(out: &mut Vec<Token>, b: &[u8], start: usize) -> usize {
 fn is_scheme(w: &[u8]) -> bool {
     w.len() <= 12
         && w[0].is_ascii_alphabetic()
-        && w.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
+        && w.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
 }
 
 /// Push a token, merging it into a preceding variable when they are glued by `:` or `,`

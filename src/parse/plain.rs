@@ -29,7 +29,21 @@ pub fn split(line: &str) -> (Option<Level>, &str) {
         }
         tokens += 1;
         // Most header tokens are timestamps, ids and names: reject them on the first byte.
-        if !matches!(bytes[start].to_ascii_lowercase(), b't' | b'v' | b'f' | b'd' | b'i' | b'n' | b'w' | b'e' | b's' | b'c' | b'p' | b'a' | b'l') {
+        if !matches!(
+            bytes[start].to_ascii_lowercase(),
+            b't' | b'v'
+                | b'f'
+                | b'd'
+                | b'i'
+                | b'n'
+                | b'w'
+                | b'e'
+                | b's'
+                | b'c'
+                | b'p'
+                | b'a'
+                | b'l'
+        ) {
             continue;
         }
         let word = &bytes[start..i];
