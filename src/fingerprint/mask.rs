@@ -138,12 +138,13 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
                     i = push_path(out, b, start);
                     continue;
                 }
-                if all & HEX != 0 && i - start <= 4 {
-                    if let Some(end) = hex_colon_at(b, start) {
-                        push(out, b, start, end, true);
-                        i = end;
-                        continue;
-                    }
+                if all & HEX != 0
+                    && i - start <= 4
+                    && let Some(end) = hex_colon_at(b, start)
+                {
+                    push(out, b, start, end, true);
+                    i = end;
+                    continue;
                 }
             }
             let word = &b[start..i];
