@@ -97,11 +97,20 @@ fn trim_punct(w: &[u8]) -> &[u8] {
 }
 
 fn is_sep(b: u8) -> bool {
-    matches!(
-        b,
-        b' ' | b'\t' | b'[' | b']' | b'(' | b')' | b'<' | b'>' | b'|' | b','
-    )
+    SEP[b as usize]
 }
+
+/// Token separators of a header, as a table: this runs on every byte of every header.
+static SEP: [bool; 256] = {
+    let mut t = [false; 256];
+    let seps = b" \t[]()<>|,";
+    let mut i = 0;
+    while i < seps.len() {
+        t[seps[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// Skip the punctuation after the level, then at most two logger-like tokens (`[main]`,
 /// `org.apache.Foo:`), to where the message starts.
