@@ -315,3 +315,126 @@ impl serde::Serialize for Fingerprint {
         s.collect_str(self)
     }
 }
+
+impl<'de> serde::Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        u64::from_str_radix(&s, 16).map(Fingerprint).map_err(|_| {
+            serde::de::Error::custom(format!("invalid fingerprint {s:?}: expected 16 hex digits"))
+        })
+    }
+}
+
+/// The key an incident is grouped by: the service (or container, or file) and the
+/// fingerprint.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct IncidentKey {
+    /// Service, container or file name.
+    pub service: String,
+    /// The template fingerprint.
+    pub fingerprint: Fingerprint,
+}
+
+/// One detected event on its way into windowing: what the window stage needs, owned.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Hit {
+    /// Event time in milliseconds since the epoch (the log's own time, or arrival time).
+    pub time_ms: u64,
+    /// The incident key.
+    pub key: IncidentKey,
+    /// Matched rule ids, most severe first (empty for a new-template event without a rule).
+    pub rules: Vec<String>,
+    /// Severity of the most severe rule (low for a new-template event without a rule).
+    pub severity: Severity,
+    /// Whether a matched rule inhibits other incidents on the same service.
+    pub inhibits: bool,
+    /// The template text.
+    pub template: String,
+    /// The event text (all joined lines), kept as a sample.
+    pub text: String,
+    /// Where it came from (file path or container name).
+    pub source: String,
+    /// Labels of the matched rules.
+    pub labels: Vec<(String, String)>,
+    /// The miner saw this template for the first time.
+    pub new_template: bool,
+}
+
+/// Where an incident is in its lifecycle, as emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentState {
+    /// First notification.
+    Open,
+    /// Still firing: a later notification.
+    Updated,
+    /// Quiet for `resolve_after`.
+    Resolved,
+    /// Fired again after it was resolved (a regression).
+    Reopened,
+}
+
+/// What opened an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `count >= N within W`.
+    Threshold,
+    /// A template never seen before on this source, after the warm-up.
+    NewFingerprint,
+    /// The rate in the window reached k times the fingerprint's baseline.
+    Spike,
+}
+
+/// A sample line of an incident, with its whole multiline body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Sample {
+    /// Event time in milliseconds.
+    pub time_ms: u64,
+    /// The event text.
+    pub text: String,
+}
+
+/// An incident notification: the unit everything downstream works on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Incident {
+    /// Stable id: a hash of the key and the first-seen time.
+    pub id: String,
+    /// The grouping key.
+    pub key: IncidentKey,
+    /// The template.
+    pub template: String,
+    /// Rule ids that matched, in first-seen order.
+    pub rules: Vec<String>,
+    /// Highest severity seen.
+    pub severity: Severity,
+    /// Lifecycle state of this notification.
+    pub state: IncidentState,
+    /// What opened it.
+    pub trigger: Trigger,
+    /// Set once it has reopened after a resolve.
+    pub regression: bool,
+    /// Event time of the first record, ms.
+    pub first_seen_ms: u64,
+    /// Event time of the latest record, ms.
+    pub last_seen_ms: u64,
+    /// Records since the key was first seen.
+    pub count: u64,
+    /// Records since the previous notification.
+    pub count_in_window: u64,
+    /// Sources involved (bounded).
+    pub sources: Vec<String>,
+    /// The first samples and the most recent ones.
+    pub samples: Vec<Sample>,
+    /// Labels of the matched rules.
+    pub labels: Vec<(String, String)>,
+    /// Ids of incidents this one suppressed (for inhibiting rules).
+    pub related: Vec<String>,
+    /// The inhibiting incident (`service/fingerprint`) that suppressed a notification of
+    /// this one, if any.
+    pub inhibited_by: Option<String>,
+    /// Records that arrived behind the watermark and were counted at it.
+    pub late: u64,
+}

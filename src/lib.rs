@@ -29,3 +29,4 @@ pub mod parse;
 pub mod pipeline;
 pub mod source;
 pub mod telemetry;
+pub mod window;

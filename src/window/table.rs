@@ -1,0 +1,473 @@
+//! The incident state machine of one shard, driven by explicit event times: no clocks, no
+//! timely. Records must arrive in event-time order; `advance(now)` fires every timer due
+//! at or before `now`, in order.
+//!
+//! Per key: **pending** (counting toward a trigger) → **open** (first notification after
+//! `group_wait`, updates at most every `group_interval`, repeats after `repeat_interval`
+//! of silence while open) → **resolved** after `resolve_after` without records →
+//! **reopened** (a regression, same id) on any later record.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::config::WindowConfig;
+use crate::event::{Hit, Incident, IncidentKey, IncidentState, Sample, Severity, Trigger};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Pending,
+    Open,
+    Resolved,
+}
+
+#[derive(Debug)]
+struct Entry {
+    generation: u32,
+    key: IncidentKey,
+    id: String,
+    template: String,
+    rules: Vec<String>,
+    severity: Severity,
+    inhibits: bool,
+    labels: Vec<(String, String)>,
+    phase: Phase,
+    trigger: Trigger,
+    regression: bool,
+    /// The next notification's state (Open or Reopened until the first one goes out).
+    next_state: IncidentState,
+    first_seen: u64,
+    last_seen: u64,
+    count: u64,
+    since_emit: u64,
+    late: u64,
+    /// The most recent record times, as many as the threshold count needs.
+    recent: VecDeque<u64>,
+    spike_start: u64,
+    spike_count: u32,
+    baseline: f64,
+    history: u32,
+    last_emit: Option<u64>,
+    notify_due: Option<u64>,
+    sources: Vec<String>,
+    first_samples: Vec<Sample>,
+    last_samples: VecDeque<Sample>,
+    related: Vec<String>,
+    inhibited_by: Option<String>,
+}
+
+/// Counters of one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Records taken.
+    pub records: u64,
+    /// Records that arrived behind the watermark.
+    pub late: u64,
+    /// Keys evicted by the cap.
+    pub evicted: u64,
+    /// Notifications suppressed by inhibition.
+    pub inhibited: u64,
+    /// Notifications emitted.
+    pub emitted: u64,
+}
+
+/// Incident state of one shard.
+#[derive(Debug)]
+pub struct Table {
+    cfg: WindowConfig,
+    entries: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    index: HashMap<IncidentKey, u32>,
+    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// service -> (inhibited until, inhibiting key's service+fingerprint label)
+    inhibit: HashMap<String, (u64, IncidentKey)>,
+    stats: TableStats,
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new(cfg: WindowConfig) -> Table {
+        Table {
+            cfg,
+            entries: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            timers: BinaryHeap::new(),
+            inhibit: HashMap::new(),
+            stats: TableStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    /// Keys tracked now.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// An inhibiting incident on `key.service` fired at `time`: suppress the service's other
+    /// notifications until `time + inhibit_for`.
+    pub fn inhibit(&mut self, key: &IncidentKey, time: u64) {
+        let until = time + ms(self.cfg.inhibit_for);
+        let e = self
+            .inhibit
+            .entry(key.service.clone())
+            .or_insert((until, key.clone()));
+        if e.0 < until {
+            *e = (until, key.clone());
+        }
+    }
+
+    /// Take one record at its event time. `late` marks a record that arrived behind the
+    /// watermark and is processed at it.
+    pub fn record(&mut self, hit: Hit, new_fingerprint: bool, late: bool) {
+        self.stats.records += 1;
+        if late {
+            self.stats.late += 1;
+        }
+        let t = hit.time_ms;
+        let slot = match self.index.get(&hit.key) {
+            Some(&s) => s,
+            None => self.insert(&hit),
+        };
+        let cfg = &self.cfg;
+        let Some(e) = self.entries[slot as usize].as_mut() else {
+            return;
+        };
+        e.last_seen = e.last_seen.max(t);
+        e.count += 1;
+        if late {
+            e.late += 1;
+        }
+        if hit.severity > e.severity {
+            e.severity = hit.severity;
+        }
+        e.inhibits |= hit.inhibits;
+        for r in hit.rules {
+            if e.rules.len() < 16 && !e.rules.contains(&r) {
+                e.rules.push(r);
+            }
+        }
+        for l in hit.labels {
+            if e.labels.len() < 16 && !e.labels.contains(&l) {
+                e.labels.push(l);
+            }
+        }
+        if e.sources.len() < cfg.max_sources && !e.sources.contains(&hit.source) {
+            e.sources.push(hit.source);
+        }
+        let half = cfg.max_samples.div_ceil(2);
+        let sample = Sample {
+            time_ms: t,
+            text: hit.text,
+        };
+        if e.first_samples.len() < half {
+            e.first_samples.push(sample);
+        } else if cfg.max_samples > half {
+            if e.last_samples.len() == cfg.max_samples - half {
+                e.last_samples.pop_front();
+            }
+            e.last_samples.push_back(sample);
+        }
+        match e.phase {
+            Phase::Pending => {
+                let threshold = cfg.thresholds.for_severity(e.severity);
+                let need = threshold.count.max(1) as usize;
+                e.recent.push_back(t);
+                while e.recent.len() > need {
+                    e.recent.pop_front();
+                }
+                let spiked = update_spike(e, t, cfg);
+                let trigger = if e.recent.len() >= need && t - e.recent[0] <= ms(threshold.within) {
+                    Some(Trigger::Threshold)
+                } else if new_fingerprint && cfg.new_fingerprint.enabled {
+                    Some(Trigger::NewFingerprint)
+                } else if spiked {
+                    Some(Trigger::Spike)
+                } else {
+                    None
+                };
+                if let Some(trigger) = trigger {
+                    e.phase = Phase::Open;
+                    e.trigger = trigger;
+                    e.next_state = IncidentState::Open;
+                    // The records that led up to the trigger belong to the first window.
+                    e.since_emit = e.count;
+                    e.notify_due = Some(t + ms(cfg.group_wait));
+                    e.recent = VecDeque::new();
+                }
+            }
+            Phase::Open => {
+                update_spike(e, t, cfg);
+                e.since_emit += 1;
+                if e.notify_due.is_none() {
+                    let earliest = e.last_emit.map_or(t, |l| l + ms(cfg.group_interval));
+                    e.notify_due = Some(earliest.max(t));
+                }
+            }
+            Phase::Resolved => {
+                e.phase = Phase::Open;
+                e.regression = true;
+                e.next_state = IncidentState::Reopened;
+                e.since_emit = 1;
+                e.notify_due = Some(t + ms(cfg.group_wait));
+            }
+        }
+        if let Some(due) = next_timer(e, cfg) {
+            self.timers.push(Reverse((due, slot, e.generation)));
+        }
+    }
+
+    /// Fire every timer due at or before `now`, appending notifications to `out`.
+    pub fn advance(&mut self, now: u64, out: &mut Vec<Incident>) {
+        while let Some(&Reverse((due, slot, generation))) = self.timers.peek() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            let cfg = self.cfg.clone();
+            let Some(e) = self.entries[slot as usize].as_mut() else {
+                continue;
+            };
+            // Stale heap items (the entry changed since) are skipped: each change pushed
+            // its own.
+            if e.generation != generation || next_timer(e, &cfg) != Some(due) {
+                continue;
+            }
+            let mut related_to: Option<(u32, String)> = None;
+            let notify = e.notify_due.is_some_and(|n| n <= due);
+            let resolve = e.phase == Phase::Open && e.last_seen + ms(cfg.resolve_after) <= due;
+            if notify && !resolve {
+                let suppressed = match self.inhibit.get(&e.key.service) {
+                    Some((until, by)) if !e.inhibits && due <= *until && by != &e.key => {
+                        Some((*until, by.clone()))
+                    }
+                    _ => None,
+                };
+                if let Some((until, by)) = suppressed {
+                    self.stats.inhibited += 1;
+                    e.inhibited_by = Some(format!("{}/{}", by.service, by.fingerprint));
+                    e.notify_due = Some(until + 1);
+                    related_to = self.index.get(&by).map(|&s| (s, e.id.clone()));
+                } else {
+                    let state = e.next_state;
+                    out.push(snapshot(e, state));
+                    e.next_state = IncidentState::Updated;
+                    e.since_emit = 0;
+                    e.last_emit = Some(due);
+                    e.notify_due = None;
+                    self.stats.emitted += 1;
+                }
+            } else if resolve {
+                out.push(snapshot(e, IncidentState::Resolved));
+                e.phase = Phase::Resolved;
+                e.since_emit = 0;
+                e.last_emit = Some(due);
+                e.notify_due = None;
+                self.stats.emitted += 1;
+            } else {
+                // repeat_interval: still open, nothing new since the last notification.
+                out.push(snapshot(e, IncidentState::Updated));
+                e.last_emit = Some(due);
+                self.stats.emitted += 1;
+            }
+            if let Some(next) = next_timer(e, &cfg) {
+                self.timers.push(Reverse((next, slot, e.generation)));
+            }
+            // The inhibitor lists what it suppressed, when it lives in this shard.
+            if let Some((s, id)) = related_to
+                && let Some(inh) = self.entries[s as usize].as_mut()
+                && !inh.related.contains(&id)
+                && inh.related.len() < 32
+            {
+                inh.related.push(id);
+            }
+        }
+    }
+
+    /// End of input: the final state of every incident still open, so the last event of
+    /// each incident id carries its total count.
+    pub fn finish(&mut self, out: &mut Vec<Incident>) {
+        let mut open: Vec<&mut Entry> = self
+            .entries
+            .iter_mut()
+            .flatten()
+            .filter(|e| e.phase == Phase::Open)
+            .collect();
+        open.sort_by(|a, b| (a.first_seen, &a.id).cmp(&(b.first_seen, &b.id)));
+        for e in open {
+            let state = if e.notify_due.is_some() {
+                e.next_state
+            } else {
+                IncidentState::Updated
+            };
+            out.push(snapshot(e, state));
+            e.next_state = IncidentState::Updated;
+            e.since_emit = 0;
+            e.notify_due = None;
+            self.stats.emitted += 1;
+        }
+        self.timers.clear();
+    }
+
+    fn insert(&mut self, hit: &Hit) -> u32 {
+        if self.index.len() >= self.cfg.max_incidents.max(1) {
+            self.evict();
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.entries.push(None);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let generation =
+            self.entries.len() as u32 ^ hit.time_ms as u32 ^ (self.stats.records as u32);
+        let t = hit.time_ms;
+        let id = incident_id(&hit.key, t);
+        self.entries[slot as usize] = Some(Entry {
+            generation,
+            key: hit.key.clone(),
+            id,
+            template: hit.template.clone(),
+            rules: Vec::new(),
+            severity: hit.severity,
+            inhibits: false,
+            labels: Vec::new(),
+            phase: Phase::Pending,
+            trigger: Trigger::Threshold,
+            regression: false,
+            next_state: IncidentState::Open,
+            first_seen: t,
+            last_seen: t,
+            count: 0,
+            since_emit: 0,
+            late: 0,
+            recent: VecDeque::new(),
+            spike_start: t,
+            spike_count: 0,
+            baseline: 0.0,
+            history: 0,
+            last_emit: None,
+            notify_due: None,
+            sources: Vec::new(),
+            first_samples: Vec::new(),
+            last_samples: VecDeque::new(),
+            related: Vec::new(),
+            inhibited_by: None,
+        });
+        self.index.insert(hit.key.clone(), slot);
+        slot
+    }
+
+    /// Evict the least recently seen tenth of the keys, pending ones first.
+    fn evict(&mut self) {
+        let mut victims: Vec<(bool, u64, u32)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                e.as_ref()
+                    .map(|e| (e.phase == Phase::Open, e.last_seen, i as u32))
+            })
+            .collect();
+        victims.sort_unstable();
+        let n = (self.cfg.max_incidents / 10).max(1).min(victims.len());
+        for &(_, _, slot) in &victims[..n] {
+            if let Some(e) = self.entries[slot as usize].take() {
+                self.index.remove(&e.key);
+                self.free.push(slot);
+                self.stats.evicted += 1;
+            }
+        }
+    }
+}
+
+/// Roll the spike window to `t` and count the record; whether it is a spike now.
+fn update_spike(e: &mut Entry, t: u64, cfg: &WindowConfig) -> bool {
+    if !cfg.spike.enabled {
+        return false;
+    }
+    let w = ms(cfg.spike.window).max(1);
+    if t >= e.spike_start + w {
+        // Close the current window, and decay through empty ones (bounded: after 64 empty
+        // windows the baseline is effectively zero anyway).
+        let windows = ((t - e.spike_start) / w).min(64);
+        e.baseline = 0.7 * e.baseline + 0.3 * f64::from(e.spike_count);
+        for _ in 1..windows {
+            e.baseline *= 0.7;
+        }
+        e.history = e.history.saturating_add(windows as u32);
+        e.spike_start += ((t - e.spike_start) / w) * w;
+        e.spike_count = 0;
+    }
+    e.spike_count += 1;
+    e.history >= cfg.spike.min_history
+        && e.spike_count >= cfg.spike.min_count
+        && f64::from(e.spike_count) >= cfg.spike.factor * e.baseline.max(1.0)
+}
+
+fn next_timer(e: &Entry, cfg: &WindowConfig) -> Option<u64> {
+    if e.phase != Phase::Open {
+        return None;
+    }
+    let resolve = e.last_seen + ms(cfg.resolve_after);
+    let repeat = match (e.last_emit, e.notify_due) {
+        (Some(l), None) => Some(l + ms(cfg.repeat_interval)),
+        _ => None,
+    };
+    [e.notify_due, Some(resolve), repeat]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+fn incident_id(key: &IncidentKey, first_seen: u64) -> String {
+    let mut buf = Vec::with_capacity(key.service.len() + 24);
+    buf.extend_from_slice(key.service.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(&key.fingerprint.0.to_le_bytes());
+    buf.extend_from_slice(&first_seen.to_le_bytes());
+    format!("{:016x}", xxh3_64(&buf))
+}
+
+fn snapshot(e: &Entry, state: IncidentState) -> Incident {
+    Incident {
+        id: e.id.clone(),
+        key: e.key.clone(),
+        template: e.template.clone(),
+        rules: e.rules.clone(),
+        severity: e.severity,
+        state,
+        trigger: e.trigger,
+        regression: e.regression,
+        first_seen_ms: e.first_seen,
+        last_seen_ms: e.last_seen,
+        count: e.count,
+        count_in_window: e.since_emit,
+        sources: e.sources.clone(),
+        samples: e
+            .first_samples
+            .iter()
+            .chain(e.last_samples.iter())
+            .cloned()
+            .collect(),
+        labels: e.labels.clone(),
+        related: e.related.clone(),
+        inhibited_by: e.inhibited_by.clone(),
+        late: e.late,
+    }
+}
