@@ -224,7 +224,7 @@ fn inhibition_suppresses_other_incidents_of_the_service_and_lists_them() {
         .iter()
         .find(|i| i.key.fingerprint.0 == 1)
         .expect("still open");
-    assert_eq!(inhibitor.related, [late.id.clone()]);
+    assert_eq!(inhibitor.related, std::slice::from_ref(&late.id));
 }
 
 #[test]
