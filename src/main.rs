@@ -9,10 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser as ClapParser, Subcommand};
 
 use medic::detect::{self, RuleSet};
-use medic::event::{Fallback, Fingerprint, Origin};
+use medic::event::{Fallback, Fingerprint, Incident, Origin};
 use medic::fingerprint::{ClusterId, MinerConfig};
 use medic::parse::{Format, ParseConfig};
-use medic::pipeline::Core;
+use medic::pipeline::{Core, ReplayConfig};
+use medic::window::WindowConfig;
 
 #[derive(ClapParser)]
 #[command(
@@ -63,10 +64,27 @@ impl InputArgs {
     }
 }
 
+/// How `replay` prints.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    /// One JSON object per incident notification.
+    Json,
+    /// A readable table of incident notifications.
+    Table,
+    /// One JSON object per rule hit, before windowing (for testing rules).
+    Hits,
+}
+
 #[derive(Args)]
 struct ReplayArgs {
     #[command(flatten)]
     input: InputArgs,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = Output::Json)]
+    output: Output,
+    /// Window worker threads (files are shared among them).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Rule files or directories (default: ./rules if present, else the built-in rules).
     #[arg(long)]
     rules: Vec<PathBuf>,
@@ -157,7 +175,107 @@ fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
 fn replay(a: ReplayArgs) -> Result<ExitCode> {
     let rules = load_rules(&a.rules)?;
     let parse = a.input.parse_config(!a.no_multiline);
-    let mut core = Core::new(&parse, MinerConfig::default(), &rules)?.fingerprint_all(false);
+    if a.output == Output::Hits {
+        return replay_hits(&a, &parse, &rules);
+    }
+    let cfg = ReplayConfig {
+        parse,
+        miner: MinerConfig::default(),
+        window: WindowConfig {
+            workers: a.workers.max(1),
+            ..WindowConfig::default()
+        },
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<Incident>();
+    let tx = std::sync::Mutex::new(tx);
+    let files = a.files.clone();
+    let rules = std::sync::Arc::new(rules);
+    let worker = std::thread::spawn(move || {
+        medic::pipeline::replay(files, cfg, rules, move |inc| {
+            // The receiver only goes away when stdout is closed; nothing to do then.
+            if let Ok(t) = tx.lock() {
+                t.send(inc).ok();
+            }
+        })
+    });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut ids = std::collections::HashSet::new();
+    if a.output == Output::Table {
+        writeln!(
+            out,
+            "{:<9} {:<8} {:>7} {:<16} {:<20} TEMPLATE",
+            "STATE", "SEVERITY", "COUNT", "ID", "SERVICE"
+        )?;
+    }
+    let mut broken_pipe = false;
+    for inc in rx {
+        ids.insert(inc.id.clone());
+        if broken_pipe {
+            continue;
+        }
+        let written = match a.output {
+            Output::Table => writeln!(
+                out,
+                "{:<9} {:<8} {:>7} {:<16} {:<20} {}",
+                format!("{:?}", inc.state).to_lowercase(),
+                inc.severity.as_str(),
+                inc.count,
+                inc.id,
+                truncate(&inc.key.service, 20),
+                truncate(&inc.template, 100)
+            ),
+            _ => writeln!(out, "{}", serde_json::to_string(&inc)?),
+        };
+        if let Err(e) = written {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(e.into());
+            }
+            broken_pipe = true;
+        }
+    }
+    out.flush().ok();
+    let summary = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the replay thread panicked"))??;
+    let fallbacks: Vec<String> = Fallback::ALL
+        .iter()
+        .zip(summary.fallbacks)
+        .filter(|(_, n)| *n > 0)
+        .map(|(f, n)| format!("{}={n}", f.as_str()))
+        .collect();
+    eprintln!(
+        "medic replay: {} lines, {} events, {} hits, {} templates, {} incidents ({} notifications), {} multiline joins, late {}, evicted {}, inhibited {}, fallbacks: {}",
+        summary.lines,
+        summary.events,
+        summary.hits,
+        summary.templates,
+        ids.len(),
+        summary.notifications,
+        summary.multiline_joins,
+        summary.late,
+        summary.evicted,
+        summary.inhibited,
+        if fallbacks.is_empty() {
+            "none".to_string()
+        } else {
+            fallbacks.join(" ")
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+/// `replay --output hits`: every rule hit before windowing, single-threaded, in order.
+fn replay_hits(a: &ReplayArgs, parse: &ParseConfig, rules: &RuleSet) -> Result<ExitCode> {
+    let mut core = Core::new(parse, MinerConfig::default(), rules)?.fingerprint_all(false);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut lines = 0;
@@ -175,8 +293,8 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
                     return;
                 }
                 let ev = seen.event;
-                let fp = seen.fingerprint.expect("hits are fingerprinted");
-                let rules: Vec<&str> = seen
+                let Some(fp) = seen.fingerprint else { return };
+                let ids: Vec<&str> = seen
                     .detection
                     .rules
                     .iter()
@@ -184,11 +302,12 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
                     .collect();
                 let rec = serde_json::json!({
                     "source": file,
+                    "line": seen.line,
                     "time_ns": ev.time_ns,
                     "stream": ev.stream,
                     "level": ev.level,
                     "severity": seen.detection.severity,
-                    "rules": rules,
+                    "rules": ids,
                     "fingerprint": fp.fingerprint,
                     "template": seen.fingerprinter.template(ev, &fp),
                     "message": ev.message(),
@@ -207,8 +326,6 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     }
     out.flush().ok();
     let ps = core.parser().stats();
-    let ds = core.detector().stats();
-    let ms = core.fingerprinter().miner().stats();
     let fallbacks: Vec<String> = Fallback::ALL
         .iter()
         .filter(|f| ps.fallback(**f) > 0)
@@ -217,8 +334,8 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     eprintln!(
         "medic replay: {lines} lines, {} events, {} hits, {} templates, {} multiline joins, fallbacks: {}",
         ps.events,
-        ds.hits,
-        core.fingerprinter().miner().live_templates() + ms.evicted as usize,
+        core.detector().stats().hits,
+        core.fingerprinter().miner().stats().created,
         ps.multiline_joins,
         if fallbacks.is_empty() {
             "none".to_string()

@@ -5,12 +5,15 @@
 //! (`replay`, `templates`, `bench`) and later the windowing dataflow drive it.
 
 use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use crate::detect::{Detector, RuleSet};
-use crate::event::{Detection, Event, Origin};
+use crate::event::{Detection, Event, Hit, Incident, IncidentKey, Origin, Severity};
 use crate::fingerprint::{Fingerprinted, Fingerprinter, MinerConfig};
 use crate::parse::{ParseConfig, ParseError, Parser};
 use crate::source::LineReader;
+use crate::window::{self, WindowConfig, WindowError};
 
 /// Which stages to run; lets the benchmark time each stage by difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,6 +39,9 @@ pub struct Seen<'a> {
     pub fingerprint: Option<Fingerprinted>,
     /// The fingerprinter, to look templates up.
     pub fingerprinter: &'a Fingerprinter,
+    /// The input line at which the event was complete (its own line when multiline
+    /// joining is off).
+    pub line: u64,
 }
 
 /// parse → detect → fingerprint for one stream.
@@ -111,9 +117,10 @@ impl<'r> Core<'r> {
             fingerprint_all,
         } = self;
         let mut reader = LineReader::new(input, parser.max_line_bytes());
-        let mut emit = |ev: &Event| {
+        let mut emit = |ev: &Event, line: u64| {
             Self::downstream(
                 ev,
+                line,
                 origin,
                 *depth,
                 *fingerprint_all,
@@ -133,11 +140,11 @@ impl<'r> Core<'r> {
                 continue;
             }
             if let Some(ev) = parser.push(line, truncated, now_ms) {
-                emit(ev);
+                emit(ev, lines);
             }
         }
         if let Some(ev) = parser.finish() {
-            emit(ev);
+            emit(ev, lines);
         }
         Ok(lines)
     }
@@ -145,6 +152,7 @@ impl<'r> Core<'r> {
     #[allow(clippy::too_many_arguments)]
     fn downstream(
         ev: &Event,
+        line: u64,
         origin: &Origin,
         depth: Depth,
         fingerprint_all: bool,
@@ -165,6 +173,161 @@ impl<'r> Core<'r> {
             detection,
             fingerprint,
             fingerprinter,
+            line,
         });
     }
+}
+
+/// What `replay` read, for its summary.
+#[derive(Debug, Default, Clone)]
+pub struct ReplaySummary {
+    /// Physical lines read.
+    pub lines: u64,
+    /// Events after multiline joining.
+    pub events: u64,
+    /// Events that hit a rule.
+    pub hits: u64,
+    /// Templates created by the miners.
+    pub templates: u64,
+    /// Multiline joins.
+    pub multiline_joins: u64,
+    /// Parse fallbacks per reason, in [`crate::event::Fallback::ALL`] order.
+    pub fallbacks: [u64; crate::event::Fallback::ALL.len()],
+    /// Records fed to the window stage.
+    pub window_records: u64,
+    /// Records that arrived behind the watermark.
+    pub late: u64,
+    /// Incident keys evicted by the cap.
+    pub evicted: u64,
+    /// Notifications suppressed by inhibition.
+    pub inhibited: u64,
+    /// Incident notifications emitted.
+    pub notifications: u64,
+}
+
+/// A replay error: an input could not be read, or the dataflow failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Building the stages failed.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The window stage failed (including a feed's read error).
+    #[error(transparent)]
+    Window(#[from] WindowError),
+}
+
+/// Everything `replay` needs, owned, so every worker thread can build its own stages.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// Parse settings.
+    pub parse: ParseConfig,
+    /// Miner settings.
+    pub miner: MinerConfig,
+    /// Window settings.
+    pub window: WindowConfig,
+}
+
+/// Replay files through parse → detect → fingerprint → window at full speed, in event time.
+/// Files are shared among the window workers; each builds its own stages. `sink` gets
+/// every incident notification.
+pub fn replay(
+    files: Vec<String>,
+    cfg: ReplayConfig,
+    rules: Arc<RuleSet>,
+    sink: impl Fn(Incident) + Send + Sync + 'static,
+) -> Result<ReplaySummary, ReplayError> {
+    // Validate once up front so a bad log format is a clear error, not a worker failure.
+    Parser::new(&cfg.parse)?;
+    let summary = Arc::new(Mutex::new(ReplaySummary::default()));
+    let shared = Arc::clone(&summary);
+    let files = Arc::new(files);
+    let stage_cfg = cfg.clone();
+    let stats = window::run(
+        &cfg.window,
+        move |feeder| {
+            let (index, peers) = feeder.shard();
+            let rules = Arc::clone(&rules);
+            let mut core = Core::new(&stage_cfg.parse, stage_cfg.miner.clone(), &rules)
+                .map_err(|e| e.to_string())?
+                .fingerprint_all(true);
+            let mut mine = ReplaySummary::default();
+            for file in files.iter().skip(index).step_by(peers) {
+                let input = crate::source::open(file).map_err(|e| e.to_string())?;
+                let origin = Origin {
+                    kind: if file == "-" { "stdin" } else { "replay" },
+                    name: file.clone(),
+                    ..Origin::default()
+                };
+                // Lines without a time of their own take the last time seen in the file.
+                let mut last_ms = 0u64;
+                mine.lines += core
+                    .run(input, &origin, |seen| {
+                        let ev = seen.event;
+                        if let Some(t) = ev.time_ns {
+                            last_ms = u64::try_from(t / 1_000_000).unwrap_or(0);
+                        }
+                        let Some(fp) = seen.fingerprint else { return };
+                        if !seen.detection.is_hit() && !fp.new_template {
+                            return;
+                        }
+                        let mut hit_rules = Vec::with_capacity(seen.detection.rules.len());
+                        let mut inhibits = false;
+                        let mut labels = Vec::new();
+                        for &r in &seen.detection.rules {
+                            let rule = rules.rule(r);
+                            hit_rules.push(rule.id().to_string());
+                            inhibits |= rule.rule.inhibits;
+                            labels.extend(
+                                rule.rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())),
+                            );
+                        }
+                        feeder.push(Hit {
+                            time_ms: last_ms,
+                            key: IncidentKey {
+                                service: origin
+                                    .service
+                                    .clone()
+                                    .unwrap_or_else(|| origin.name.clone()),
+                                fingerprint: fp.fingerprint,
+                            },
+                            rules: hit_rules,
+                            severity: seen.detection.severity.unwrap_or(Severity::Low),
+                            inhibits,
+                            template: seen.fingerprinter.template(ev, &fp),
+                            text: ev.text.clone(),
+                            source: origin.name.clone(),
+                            labels,
+                            new_template: fp.new_template,
+                        });
+                    })
+                    .map_err(|e| format!("reading {file}: {e}"))?;
+            }
+            let ps = core.parser().stats();
+            mine.events = ps.events;
+            mine.multiline_joins = ps.multiline_joins;
+            mine.fallbacks = ps.fallbacks;
+            mine.hits = core.detector().stats().hits;
+            mine.templates = core.fingerprinter().miner().stats().created;
+            let mut total = shared
+                .lock()
+                .map_err(|_| "summary lock poisoned".to_string())?;
+            total.lines += mine.lines;
+            total.events += mine.events;
+            total.hits += mine.hits;
+            total.templates += mine.templates;
+            total.multiline_joins += mine.multiline_joins;
+            for (t, m) in total.fallbacks.iter_mut().zip(mine.fallbacks) {
+                *t += m;
+            }
+            Ok(())
+        },
+        sink,
+    )?;
+    let mut out = summary.lock().map(|s| s.clone()).unwrap_or_default();
+    out.window_records = stats.records.load(Ordering::Relaxed);
+    out.late = stats.late.load(Ordering::Relaxed);
+    out.evicted = stats.evicted.load(Ordering::Relaxed);
+    out.inhibited = stats.inhibited.load(Ordering::Relaxed);
+    out.notifications = stats.emitted.load(Ordering::Relaxed);
+    Ok(out)
 }

@@ -108,7 +108,7 @@ fn templates_prints_one_object_per_line_in_order() {
 
 #[test]
 fn replay_reports_hits_with_fingerprints_and_a_summary() {
-    let o = medic(&["replay", "fixtures/app.log"]);
+    let o = medic(&["replay", "--output", "hits", "fixtures/app.log"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_lines(&o);
     let rules_of = |r: &serde_json::Value| -> Vec<String> {
@@ -170,7 +170,7 @@ fn replay_reports_hits_with_fingerprints_and_a_summary() {
 
 #[test]
 fn replay_of_docker_json_merges_partials_and_reads_app_json() {
-    let o = medic(&["replay", "fixtures/docker.log"]);
+    let o = medic(&["replay", "--output", "hits", "fixtures/docker.log"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_lines(&o);
     let declined = rows
@@ -205,7 +205,7 @@ fn replay_of_docker_json_merges_partials_and_reads_app_json() {
 
 #[test]
 fn bad_input_is_counted_never_fatal() {
-    let o = medic(&["replay", "fixtures/bad-input.log"]);
+    let o = medic(&["replay", "--output", "hits", "fixtures/bad-input.log"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("invalid_utf8=2"), "{err}");
@@ -228,6 +228,8 @@ fn a_ten_mib_line_is_cut_and_counted() {
     std::fs::write(&path, data).expect("write");
     let o = medic(&[
         "replay",
+        "--output",
+        "hits",
         "--max-line-bytes",
         "65536",
         path.to_str().expect("utf8"),
@@ -308,11 +310,73 @@ fn runs_with_embedded_rules_outside_the_repo() {
     let log = dir.path().join("x.log");
     std::fs::write(&log, "kernel: Out of memory: Killed process 1 (a)\n").expect("write");
     let o = Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(["replay", log.to_str().expect("utf8")])
+        .args(["replay", "--output", "hits", log.to_str().expect("utf8")])
         .current_dir(dir.path())
         .output()
         .expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("\"oom-killed\""), "{}", stdout(&o));
     assert!(!Path::new(&dir.path().join("rules")).exists());
+}
+
+/// `medic replay` prints incidents; the checked-in expected output is the contract.
+/// Regenerate after an intended change with `MEDIC_BLESS=1 cargo test --test cli`.
+#[test]
+fn replay_incidents_match_the_checked_in_expected_output() {
+    let o = medic(&["replay", "fixtures/app.log", "fixtures/docker.log"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected_path = root().join("fixtures/expected/replay.jsonl");
+    if std::env::var_os("MEDIC_BLESS").is_some() {
+        std::fs::create_dir_all(expected_path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&expected_path, &o.stdout).expect("bless");
+    }
+    let expected = std::fs::read_to_string(&expected_path).expect("expected output is checked in");
+    assert_eq!(stdout(&o), expected);
+    let rows = json_lines(&o);
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r["state"] == "open"));
+    let refused = rows
+        .iter()
+        .find(|r| r["template"] == "dial tcp <*>: connect: connection refused")
+        .expect("incident");
+    assert_eq!(refused["count"], 2);
+    assert_eq!(refused["samples"].as_array().expect("samples").len(), 2);
+    assert!(stderr(&o).contains("8 incidents"), "{}", stderr(&o));
+}
+
+#[test]
+fn replay_with_two_workers_finds_the_same_incidents() {
+    let one = json_lines(&medic(&[
+        "replay",
+        "fixtures/app.log",
+        "fixtures/docker.log",
+    ]));
+    let two = json_lines(&medic(&[
+        "replay",
+        "--workers",
+        "2",
+        "fixtures/app.log",
+        "fixtures/docker.log",
+    ]));
+    let key = |r: &serde_json::Value| {
+        (
+            r["id"].to_string(),
+            r["count"].to_string(),
+            r["state"].to_string(),
+        )
+    };
+    let mut a: Vec<_> = one.iter().map(key).collect();
+    let mut b: Vec<_> = two.iter().map(key).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn replay_table_output_is_readable() {
+    let o = medic(&["replay", "--output", "table", "fixtures/app.log"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("STATE"), "{out}");
+    assert!(out.contains("write <*>: no space left on device"), "{out}");
 }

@@ -214,10 +214,7 @@ where
                                 // Nothing before time 0 can be final.
                                 Some(0) => {}
                                 Some(f) => table.advance(f - 1, &mut out),
-                                None => {
-                                    table.advance(u64::MAX - 1, &mut out);
-                                    table.finish(&mut out);
-                                }
+                                None => table.finish(&mut out),
                             }
                             if let Some(c) = cap.as_mut() {
                                 if !out.is_empty() {

@@ -82,6 +82,7 @@ pub struct Table {
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
     /// service -> (inhibited until, inhibiting key's service+fingerprint label)
     inhibit: HashMap<String, (u64, IncidentKey)>,
+    max_time: u64,
     stats: TableStats,
 }
 
@@ -99,6 +100,7 @@ impl Table {
             index: HashMap::new(),
             timers: BinaryHeap::new(),
             inhibit: HashMap::new(),
+            max_time: 0,
             stats: TableStats::default(),
         }
     }
@@ -135,6 +137,7 @@ impl Table {
     /// watermark and is processed at it.
     pub fn record(&mut self, hit: Hit, new_fingerprint: bool, late: bool) {
         self.stats.records += 1;
+        self.max_time = self.max_time.max(hit.time_ms);
         if late {
             self.stats.late += 1;
         }
@@ -298,9 +301,16 @@ impl Table {
         }
     }
 
-    /// End of input: the final state of every incident still open, so the last event of
-    /// each incident id carries its total count.
+    /// The newest event time recorded.
+    pub fn max_time(&self) -> u64 {
+        self.max_time
+    }
+
+    /// End of input: time stops at the newest event, so timers due by then fire, and then
+    /// every incident still open is emitted in its final state: the last event of each
+    /// incident id carries its total count.
     pub fn finish(&mut self, out: &mut Vec<Incident>) {
+        self.advance(self.max_time, out);
         let mut open: Vec<&mut Entry> = self
             .entries
             .iter_mut()
