@@ -360,6 +360,9 @@ pub struct Hit {
     pub labels: Vec<(String, String)>,
     /// The miner saw this template for the first time.
     pub new_template: bool,
+    /// Shard key: the template's mining bucket, which stays the same when templates merge,
+    /// so an incident and the merges that re-key it land on the same worker.
+    pub route: u64,
 }
 
 /// Where an incident is in its lifecycle, as emitted.

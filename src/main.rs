@@ -275,7 +275,8 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// `replay --output hits`: every rule hit before windowing, single-threaded, in order.
 fn replay_hits(a: &ReplayArgs, parse: &ParseConfig, rules: &RuleSet) -> Result<ExitCode> {
-    let mut core = Core::new(parse, MinerConfig::default(), rules)?.fingerprint_all(false);
+    // Every event is fingerprinted, as in the window path, so merges are the same.
+    let mut core = Core::new(parse, MinerConfig::default(), rules)?.fingerprint_all(true);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut lines = 0;
@@ -289,6 +290,15 @@ fn replay_hits(a: &ReplayArgs, parse: &ParseConfig, rules: &RuleSet) -> Result<E
         };
         lines += core
             .run(input, &origin, |seen| {
+                for (from, to) in seen.merges {
+                    // Incidents follow template merges; show them so hits can be grouped
+                    // the way the window stage groups them.
+                    let rec =
+                        serde_json::json!({"merge": {"from": from, "to": to}, "line": seen.line});
+                    if let Err(e) = writeln!(out, "{rec}") {
+                        write_err = Some(e);
+                    }
+                }
                 if !seen.detection.is_hit() || write_err.is_some() {
                     return;
                 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crate::detect::{Detector, RuleSet};
-use crate::event::{Detection, Event, Hit, Incident, IncidentKey, Origin, Severity};
+use crate::event::{Detection, Event, Fingerprint, Hit, Incident, IncidentKey, Origin, Severity};
 use crate::fingerprint::{Fingerprinted, Fingerprinter, MinerConfig};
 use crate::parse::{ParseConfig, ParseError, Parser};
 use crate::source::LineReader;
@@ -42,6 +42,8 @@ pub struct Seen<'a> {
     /// The input line at which the event was complete (its own line when multiline
     /// joining is off).
     pub line: u64,
+    /// Template merges caused by this event: (retired fingerprint, new fingerprint).
+    pub merges: &'a [(Fingerprint, Fingerprint)],
 }
 
 /// parse → detect → fingerprint for one stream.
@@ -52,6 +54,7 @@ pub struct Core<'r> {
     fingerprinter: Fingerprinter,
     detection: Detection,
     depth: Depth,
+    merges: Vec<(Fingerprint, Fingerprint)>,
     /// Fingerprint only events that hit a rule (the production path), or every event
     /// (`medic templates`, benchmarks).
     fingerprint_all: bool,
@@ -70,6 +73,7 @@ impl<'r> Core<'r> {
             fingerprinter: Fingerprinter::new(miner),
             detection: Detection::default(),
             depth: Depth::Fingerprint,
+            merges: Vec::new(),
             fingerprint_all: true,
         })
     }
@@ -114,6 +118,7 @@ impl<'r> Core<'r> {
             fingerprinter,
             detection,
             depth,
+            merges,
             fingerprint_all,
         } = self;
         let mut reader = LineReader::new(input, parser.max_line_bytes());
@@ -127,6 +132,7 @@ impl<'r> Core<'r> {
                 detector,
                 fingerprinter,
                 detection,
+                merges,
                 &mut f,
             )
         };
@@ -159,6 +165,7 @@ impl<'r> Core<'r> {
         detector: &mut Detector<'r>,
         fingerprinter: &mut Fingerprinter,
         detection: &mut Detection,
+        merges: &mut Vec<(Fingerprint, Fingerprint)>,
         f: &mut impl FnMut(Seen<'_>),
     ) {
         detection.rules.clear();
@@ -168,12 +175,15 @@ impl<'r> Core<'r> {
         }
         let fingerprint = (depth >= Depth::Fingerprint && (fingerprint_all || detection.is_hit()))
             .then(|| fingerprinter.fingerprint(ev));
+        merges.clear();
+        fingerprinter.take_merges(merges);
         f(Seen {
             event: ev,
             detection,
             fingerprint,
             fingerprinter,
             line,
+            merges,
         });
     }
 }
@@ -267,6 +277,9 @@ pub fn replay(
                             last_ms = u64::try_from(t / 1_000_000).unwrap_or(0);
                         }
                         let Some(fp) = seen.fingerprint else { return };
+                        for &(from, to) in seen.merges {
+                            feeder.alias(from, to, fp.route, last_ms);
+                        }
                         if !seen.detection.is_hit() && !fp.new_template {
                             return;
                         }
@@ -298,6 +311,7 @@ pub fn replay(
                             source: origin.name.clone(),
                             labels,
                             new_template: fp.new_template,
+                            route: fp.route,
                         });
                     })
                     .map_err(|e| format!("reading {file}: {e}"))?;

@@ -380,3 +380,36 @@ fn replay_table_output_is_readable() {
     assert!(out.starts_with("STATE"), "{out}");
     assert!(out.contains("write <*>: no space left on device"), "{out}");
 }
+
+#[test]
+fn a_burst_of_one_error_is_one_incident_with_its_full_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("burst.log");
+    let mut data = String::new();
+    // 1,000 lines of one error within 10 s, as Docker json-file records, ids varying.
+    for i in 0..1000u64 {
+        let ms = i * 10;
+        data.push_str(&format!(
+            "{{\"log\":\"ERROR payment {} failed: dial tcp 10.0.{}.{}:5432: connect: connection refused\\n\",\"stream\":\"stderr\",\"time\":\"2026-11-24T10:00:{:02}.{:03}000000Z\"}}\n",
+            1000 + i,
+            i % 7,
+            i % 250,
+            ms / 1000,
+            ms % 1000
+        ));
+    }
+    std::fs::write(&path, data).expect("write");
+    let o = medic(&["replay", path.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    let ids: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r["id"].as_str().expect("id")).collect();
+    assert_eq!(ids.len(), 1, "{rows:#?}");
+    let last = rows.last().expect("an incident");
+    assert_eq!(last["count"], 1000);
+    assert_eq!(
+        last["template"],
+        "payment <*> failed: dial tcp <*>: connect: connection refused"
+    );
+    assert_eq!(last["key"]["service"], path.to_str().expect("utf8"));
+}

@@ -99,6 +99,8 @@ pub struct Observation {
     pub fingerprint: Fingerprint,
     /// Whether this line created a new template.
     pub new_template: bool,
+    /// A shard key that survives template merges: merges only happen within a bucket.
+    pub route: u64,
 }
 
 #[derive(Default)]
@@ -149,6 +151,8 @@ pub struct Miner {
     hashes: Vec<u64>,
     tick: u64,
     stats: MinerStats,
+    /// Fingerprints retired by merges since the last `take_merges`: (old, new).
+    merges: Vec<(Fingerprint, Fingerprint)>,
 }
 
 impl std::fmt::Debug for Miner {
@@ -178,7 +182,14 @@ impl Miner {
             hashes: Vec::with_capacity(64),
             tick: 0,
             stats: MinerStats::default(),
+            merges: Vec::new(),
         }
+    }
+
+    /// Move the (old, new) fingerprint pairs of merges since the last call into `out`.
+    /// Downstream state keyed by an old fingerprint should follow it to the new one.
+    pub fn take_merges(&mut self, out: &mut Vec<(Fingerprint, Fingerprint)>) {
+        out.append(&mut self.merges);
     }
 
     /// Counters so far.
@@ -207,6 +218,7 @@ impl Miner {
                         cluster: id,
                         fingerprint: d.fingerprint,
                         new_template: false,
+                        route: d.bucket,
                     };
                 }
             }
@@ -220,10 +232,10 @@ impl Miner {
         }
         self.cache.insert(key, id);
         let root = self.resolve(id).unwrap_or(id.slot);
-        let fingerprint = self.slots[root as usize]
+        let (fingerprint, route) = self.slots[root as usize]
             .data
             .as_ref()
-            .map_or(Fingerprint(0), |d| d.fingerprint);
+            .map_or((Fingerprint(0), 0), |d| (d.fingerprint, d.bucket));
         if self.live > self.cfg.max_templates {
             self.evict();
         }
@@ -231,6 +243,7 @@ impl Miner {
             cluster: id,
             fingerprint,
             new_template,
+            route,
         }
     }
 
@@ -391,10 +404,12 @@ impl Miner {
         let mut tpl = me.tpl.clone();
         tpl[p] = VAR;
         let mut children = Vec::new();
+        let mut retired = Vec::new();
         for &s in &live {
             let Some(d) = self.slots[s as usize].data.take() else {
                 continue;
             };
+            retired.push(d.fingerprint);
             for (t, o) in tpl.iter_mut().zip(&d.tpl) {
                 if *t != *o {
                     *t = VAR;
@@ -417,6 +432,13 @@ impl Miner {
             me.children.extend(children);
             me.last_used = tick;
             render(me);
+            let new = me.fingerprint;
+            self.merges.extend(
+                retired
+                    .into_iter()
+                    .filter(|old| *old != new)
+                    .map(|old| (old, new)),
+            );
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Fingerprinted {
     pub cluster: Option<ClusterId>,
     /// Whether this event created a new template.
     pub new_template: bool,
+    /// Shard key for downstream state: stable when templates merge.
+    pub route: u64,
 }
 
 /// The fingerprint stage: a miner plus stack-trace signatures.
@@ -62,10 +64,13 @@ impl Fingerprinter {
             && let Some(sig) = stack::signature(&ev.text)
         {
             self.stack_traces += 1;
+            let fingerprint = sig.fingerprint();
             return Fingerprinted {
-                fingerprint: sig.fingerprint(),
+                fingerprint,
                 cluster: None,
                 new_template: false,
+                // Stack signatures never merge: their fingerprint is their route.
+                route: fingerprint.0,
             };
         }
         let o = self.miner.observe(ev.message());
@@ -73,7 +78,14 @@ impl Fingerprinter {
             fingerprint: o.fingerprint,
             cluster: Some(o.cluster),
             new_template: o.new_template,
+            route: o.route,
         }
+    }
+
+    /// Move the (old, new) fingerprint pairs of template merges since the last call into
+    /// `out`.
+    pub fn take_merges(&mut self, out: &mut Vec<(Fingerprint, Fingerprint)>) {
+        self.miner.take_merges(out);
     }
 
     /// The template text of a fingerprinted event, as of now.

@@ -108,6 +108,31 @@ fn user_names_merge_after_three_distinct_values() {
 }
 
 #[test]
+fn merges_report_retired_fingerprints_and_keep_the_route() {
+    let mut m = Miner::new(MinerConfig::default());
+    let a = m.observe("session opened for user cyrus by (uid=0)");
+    let b = m.observe("session opened for user news by (uid=0)");
+    let c = m.observe("session opened for user test by (uid=0)");
+    assert_ne!(a.fingerprint, b.fingerprint);
+    let mut merges = Vec::new();
+    m.take_merges(&mut merges);
+    merges.sort();
+    let mut want = vec![
+        (a.fingerprint, c.fingerprint),
+        (b.fingerprint, c.fingerprint),
+    ];
+    want.sort();
+    assert_eq!(merges, want);
+    assert_eq!(
+        (a.route, b.route),
+        (c.route, c.route),
+        "merges stay within a route"
+    );
+    m.take_merges(&mut merges);
+    assert_eq!(merges.len(), 2, "taken once");
+}
+
+#[test]
 fn two_fixed_words_stay_apart() {
     let t = mine(&[
         "Instance spawned successfully",

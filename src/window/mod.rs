@@ -32,7 +32,7 @@ use timely::worker::Worker;
 pub use config::WindowConfig;
 pub use table::{Table, TableStats};
 
-use crate::event::{Hit, Incident, IncidentKey};
+use crate::event::{Fingerprint, Hit, Incident, IncidentKey};
 
 /// Window stage errors.
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +65,21 @@ pub struct WindowStats {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Rec {
-    hit: Hit,
-    new_fingerprint: bool,
-    late: bool,
+    time: u64,
+    route: u64,
     seq: u64,
+    body: Body,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Body {
+    Hit {
+        hit: Hit,
+        new_fingerprint: bool,
+        late: bool,
+    },
+    /// A template merge: incidents keyed by `from` continue under `to`.
+    Alias { from: Fingerprint, to: Fingerprint },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,10 +126,14 @@ impl Feeder<'_> {
         }
         self.sent += 1;
         self.hits.send(Rec {
-            hit,
-            new_fingerprint,
-            late,
+            time: hit.time_ms,
+            route: hit.route,
             seq: self.sent,
+            body: Body::Hit {
+                hit,
+                new_fingerprint,
+                late,
+            },
         });
         self.max_seen = self.max_seen.max(t);
         // Advance in batches: every advance is a progress update for all workers.
@@ -126,6 +141,19 @@ impl Feeder<'_> {
             self.advance(self.max_seen.saturating_sub(self.lateness));
             self.worker.step();
         }
+    }
+
+    /// A template merge seen at event time `time_ms`: incidents keyed by `from` continue
+    /// under `to`. `route` is the merged template's route (the same for both).
+    pub fn alias(&mut self, from: Fingerprint, to: Fingerprint, route: u64, time_ms: u64) {
+        let time = time_ms.max(*self.hits.time());
+        self.sent += 1;
+        self.hits.send(Rec {
+            time,
+            route,
+            seq: self.sent,
+            body: Body::Alias { from, to },
+        });
     }
 
     /// Tell the dataflow that event time has reached `now_ms` on this worker even without
@@ -164,7 +192,7 @@ where
             hit_stream
                 .binary_frontier(
                     notice_stream,
-                    Exchange::new(|r: &Rec| r.hit.key.fingerprint.0),
+                    Exchange::new(|r: &Rec| r.route),
                     Pipeline,
                     "Incidents",
                     move |cap, _info| {
@@ -196,16 +224,23 @@ where
                             // event-time order (notices first at equal times).
                             let upto = frontier.unwrap_or(u64::MAX);
                             inbox.sort_by_key(|n| n.time);
-                            buffer.sort_by_key(|r| (r.hit.time_ms, r.seq));
+                            buffer.sort_by_key(|r| (r.time, r.seq));
                             let ready_n = inbox.partition_point(|n| n.time < upto);
-                            let ready_r = buffer.partition_point(|r| r.hit.time_ms < upto);
+                            let ready_r = buffer.partition_point(|r| r.time < upto);
                             let mut notes = inbox.drain(..ready_n).peekable();
                             for r in buffer.drain(..ready_r) {
-                                while let Some(n) = notes.next_if(|n| n.time <= r.hit.time_ms) {
+                                while let Some(n) = notes.next_if(|n| n.time <= r.time) {
                                     table.inhibit(&n.key, n.time);
                                 }
-                                table.advance(r.hit.time_ms.saturating_sub(1), &mut out);
-                                table.record(r.hit, r.new_fingerprint, r.late);
+                                table.advance(r.time.saturating_sub(1), &mut out);
+                                match r.body {
+                                    Body::Hit {
+                                        hit,
+                                        new_fingerprint,
+                                        late,
+                                    } => table.record(hit, new_fingerprint, late),
+                                    Body::Alias { from, to } => table.alias(from, to),
+                                }
                             }
                             for n in notes {
                                 table.inhibit(&n.key, n.time);

@@ -13,7 +13,9 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::config::WindowConfig;
-use crate::event::{Hit, Incident, IncidentKey, IncidentState, Sample, Severity, Trigger};
+use crate::event::{
+    Fingerprint, Hit, Incident, IncidentKey, IncidentState, Sample, Severity, Trigger,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -301,6 +303,50 @@ impl Table {
         }
     }
 
+    /// A template merge: every incident keyed by `from` continues under `to`, renamed, or
+    /// folded into the incident already keyed by `to` on the same service. The one that
+    /// notified first (or was seen first) keeps its id, so downstream sees one incident.
+    pub fn alias(&mut self, from: Fingerprint, to: Fingerprint) {
+        let keys: Vec<IncidentKey> = self
+            .index
+            .keys()
+            .filter(|k| k.fingerprint == from)
+            .cloned()
+            .collect();
+        for old_key in keys {
+            let Some(slot) = self.index.remove(&old_key) else {
+                continue;
+            };
+            let new_key = IncidentKey {
+                service: old_key.service.clone(),
+                fingerprint: to,
+            };
+            let Some(&other) = self.index.get(&new_key) else {
+                if let Some(e) = self.entries[slot as usize].as_mut() {
+                    e.key = new_key.clone();
+                    e.generation = e.generation.wrapping_add(1);
+                    if let Some(due) = next_timer(e, &self.cfg) {
+                        self.timers.push(Reverse((due, slot, e.generation)));
+                    }
+                }
+                self.index.insert(new_key, slot);
+                continue;
+            };
+            let Some(a) = self.entries[slot as usize].take() else {
+                continue;
+            };
+            self.free.push(slot);
+            let Some(b) = self.entries[other as usize].as_mut() else {
+                continue;
+            };
+            fold(a, b, &self.cfg);
+            b.generation = b.generation.wrapping_add(1);
+            if let Some(due) = next_timer(b, &self.cfg) {
+                self.timers.push(Reverse((due, other, b.generation)));
+            }
+        }
+    }
+
     /// The newest event time recorded.
     pub fn max_time(&self) -> u64 {
         self.max_time
@@ -404,6 +450,59 @@ impl Table {
             }
         }
     }
+}
+
+/// Fold incident `a` into `b` (same service, merged templates).
+fn fold(a: Entry, b: &mut Entry, cfg: &WindowConfig) {
+    let a_first = (a.last_emit.is_none(), a.first_seen) < (b.last_emit.is_none(), b.first_seen);
+    if a_first {
+        b.id = a.id;
+        b.first_seen = a.first_seen;
+        b.trigger = a.trigger;
+        b.next_state = a.next_state;
+        b.last_emit = a.last_emit;
+        b.regression |= a.regression;
+    }
+    b.first_seen = b.first_seen.min(a.first_seen);
+    b.last_seen = b.last_seen.max(a.last_seen);
+    b.count += a.count;
+    b.since_emit += a.since_emit;
+    b.late += a.late;
+    b.severity = b.severity.max(a.severity);
+    b.inhibits |= a.inhibits;
+    if a.phase == Phase::Open && b.phase != Phase::Open {
+        b.phase = Phase::Open;
+    }
+    b.notify_due = match (a.notify_due, b.notify_due) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    if b.phase == Phase::Open && b.notify_due.is_none() && b.since_emit > 0 {
+        b.notify_due = Some(
+            b.last_emit
+                .map_or(b.last_seen, |l| l + ms(cfg.group_interval)),
+        );
+    }
+    for r in a.rules {
+        if b.rules.len() < 16 && !b.rules.contains(&r) {
+            b.rules.push(r);
+        }
+    }
+    for s in a.sources {
+        if b.sources.len() < cfg.max_sources && !b.sources.contains(&s) {
+            b.sources.push(s);
+        }
+    }
+    let half = cfg.max_samples.div_ceil(2);
+    let mut firsts: Vec<Sample> = a
+        .first_samples
+        .into_iter()
+        .chain(b.first_samples.drain(..))
+        .collect();
+    firsts.sort_by_key(|s| s.time_ms);
+    firsts.truncate(half);
+    b.first_samples = firsts;
+    b.related.extend(a.related);
 }
 
 /// Roll the spike window to `t` and count the record; whether it is a spike now.

@@ -37,6 +37,7 @@ fn hit(t: u64, service: &str, fp: u64, severity: Severity) -> Hit {
         source: service.into(),
         labels: Vec::new(),
         new_template: false,
+        route: fp,
     }
 }
 
@@ -225,6 +226,24 @@ fn inhibition_suppresses_other_incidents_of_the_service_and_lists_them() {
         .find(|i| i.key.fingerprint.0 == 1)
         .expect("still open");
     assert_eq!(inhibitor.related, std::slice::from_ref(&late.id));
+}
+
+#[test]
+fn template_merges_rekey_incidents_into_one() {
+    let mut t = Table::new(cfg());
+    let mut out = Vec::new();
+    // Two early lines under fingerprints that the miner later merges into 30.
+    t.record(hit(0, "api", 10, Severity::High), false, false);
+    t.record(hit(S, "api", 20, Severity::High), false, false);
+    t.alias(Fingerprint(10), Fingerprint(30));
+    t.alias(Fingerprint(20), Fingerprint(30));
+    t.record(hit(2 * S, "api", 30, Severity::High), false, false);
+    t.finish(&mut out);
+    assert_eq!(t.len(), 1);
+    assert_eq!(out.len(), 1, "{:?}", brief(&out));
+    assert_eq!(out[0].key.fingerprint, Fingerprint(30));
+    assert_eq!(out[0].count, 3);
+    assert_eq!(out[0].first_seen_ms, 0);
 }
 
 #[test]
