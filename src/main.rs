@@ -126,6 +126,9 @@ struct BenchArgs {
     /// Passes per stage; the fastest is kept.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// Worker counts to run the whole pipeline with (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    workers: Vec<usize>,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -454,9 +457,23 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     };
     let rules = load_rules(&a.rules)?;
     let parse = a.input.parse_config(true);
-    let report = medic::bench::run(&input, &parse, &MinerConfig::default(), &rules, a.repeat)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("benchmarking {}", input.display()))?;
+    let mut workers = a.workers.clone();
+    workers.retain(|w| *w > 0);
+    if workers.first() != Some(&1) {
+        workers.insert(0, 1);
+    }
+    workers.dedup();
+    let report = medic::bench::run(
+        &input,
+        &parse,
+        &MinerConfig::default(),
+        &WindowConfig::default(),
+        std::sync::Arc::new(rules),
+        a.repeat,
+        &workers,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .with_context(|| format!("benchmarking {}", input.display()))?;
     let mib = report.bytes as f64 / (1024.0 * 1024.0);
     println!(
         "input: {} lines, {:.1} MiB ({})",
@@ -477,6 +494,19 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     println!(
         "{:<12} {:>14.0} {:>10.1} {:>9.3}",
         "end-to-end", report.lines_per_sec, report.mib_per_sec, report.seconds
+    );
+    for (w, s) in &report.workers {
+        println!(
+            "{:<12} {:>14.0} {:>10.1} {:>9.3}",
+            format!("{w} worker{}", if *w == 1 { "" } else { "s" }),
+            s.lines_per_sec,
+            s.mib_per_sec,
+            s.seconds
+        );
+    }
+    println!(
+        "incidents {} ({:.0}/s), notifications {}",
+        report.incidents, report.incidents_per_sec, report.notifications
     );
     println!(
         "events {}  hits {}  templates {}  fallbacks {}  peak RSS {:.1} MiB",

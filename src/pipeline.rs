@@ -15,6 +15,9 @@ use crate::parse::{ParseConfig, ParseError, Parser};
 use crate::source::LineReader;
 use crate::window::{self, WindowConfig, WindowError};
 
+/// Lines per block when several workers share one input ([`Core::run_share`]).
+pub const SHARE_BLOCK_LINES: u64 = 256;
+
 /// Which stages to run; lets the benchmark time each stage by difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Depth {
@@ -110,8 +113,23 @@ impl<'r> Core<'r> {
         &mut self,
         input: R,
         origin: &Origin,
+        f: impl FnMut(Seen<'_>),
+    ) -> std::io::Result<u64> {
+        self.run_share(input, origin, (0, 1), f)
+    }
+
+    /// Like [`Core::run`], but only processes this share `(index, of)` of the input: blocks
+    /// of [`SHARE_BLOCK_LINES`] lines taken in turn, so that workers replaying one file stay
+    /// close in event time (the window stage buffers whatever runs ahead of the slowest
+    /// worker). A multiline event that crosses a block boundary is split there.
+    pub fn run_share<R: Read>(
+        &mut self,
+        input: R,
+        origin: &Origin,
+        share: (usize, usize),
         mut f: impl FnMut(Seen<'_>),
     ) -> std::io::Result<u64> {
+        let (index, of) = (share.0 as u64, share.1.max(1) as u64);
         let Core {
             parser,
             detector,
@@ -142,7 +160,8 @@ impl<'r> Core<'r> {
         let now_ms = 0;
         while let Some((line, truncated)) = reader.next_line()? {
             lines += 1;
-            if *depth == Depth::Read {
+            if *depth == Depth::Read || (of > 1 && ((lines - 1) / SHARE_BLOCK_LINES) % of != index)
+            {
                 continue;
             }
             if let Some(ev) = parser.push(line, truncated, now_ms) {
@@ -261,7 +280,23 @@ pub fn replay(
                 .map_err(|e| e.to_string())?
                 .fingerprint_all(true);
             let mut mine = ReplaySummary::default();
-            for file in files.iter().skip(index).step_by(peers) {
+            // Whole files are shared out when there are enough of them; otherwise every
+            // worker reads every file and processes its share of line blocks. (Byte ranges
+            // would put workers at different event times, and the window stage would buffer
+            // everything ahead of the slowest one.)
+            let split = files.len() < peers;
+            let mine_files: Vec<&String> = if split {
+                files.iter().collect()
+            } else {
+                files.iter().skip(index).step_by(peers).collect()
+            };
+            let share = if split { (index, peers) } else { (0, 1) };
+            for file in mine_files {
+                if split && file == "-" && index > 0 {
+                    // Stdin can be read once only.
+                    continue;
+                }
+                let share = if file == "-" { (0, 1) } else { share };
                 let input = crate::source::open(file).map_err(|e| e.to_string())?;
                 let origin = Origin {
                     kind: if file == "-" { "stdin" } else { "replay" },
@@ -271,7 +306,7 @@ pub fn replay(
                 // Lines without a time of their own take the last time seen in the file.
                 let mut last_ms = 0u64;
                 mine.lines += core
-                    .run(input, &origin, |seen| {
+                    .run_share(input, &origin, share, |seen| {
                         let ev = seen.event;
                         if let Some(t) = ev.time_ns {
                             last_ms = u64::try_from(t / 1_000_000).unwrap_or(0);
