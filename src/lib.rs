@@ -18,10 +18,13 @@
 //! - [`fingerprint`]: masking, online template mining, stack-trace signatures; stable
 //!   versioned 64-bit fingerprints.
 //! - [`telemetry`]: process measurements (peak memory) and, later, metrics.
+//! - [`window`]: incidents on timely dataflow: triggers, Alertmanager timers, bounded state.
+//! - [`config`]: the configuration file that assembles every stage's settings.
 //! - [`pipeline`]: the wiring.
 //! - [`bench`](mod@bench): the reproducible throughput benchmark behind `medic bench`.
 
 pub mod bench;
+pub mod config;
 pub mod detect;
 pub mod event;
 pub mod fingerprint;

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser as ClapParser, Subcommand};
 
+use medic::config::Config;
 use medic::detect::{self, RuleSet};
 use medic::event::{Fallback, Fingerprint, Incident, Origin};
 use medic::fingerprint::{ClusterId, MinerConfig};
 use medic::parse::{Format, ParseConfig};
 use medic::pipeline::{Core, ReplayConfig};
-use medic::window::WindowConfig;
 
 #[derive(ClapParser)]
 #[command(
@@ -36,31 +36,56 @@ enum Command {
     CheckRules(CheckRulesArgs),
     /// Measure throughput per stage and end to end, and peak memory.
     Bench(BenchArgs),
+    /// Print the default configuration, or check a configuration file.
+    Config(ConfigArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Print the full default configuration, with comments.
+    #[arg(long, conflicts_with = "check")]
+    print_defaults: bool,
+    /// Check a configuration file (and the rules it names); exits 1 on errors.
+    #[arg(long)]
+    check: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
 struct InputArgs {
-    /// Input format.
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
-    format: Format,
+    /// Input format [default: auto, or the config file's].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// LogPAI-style header format, e.g. '<Date> <Time> <Level> <Component>: <Content>'.
     #[arg(long)]
     log_format: Option<String>,
-    /// Cut lines longer than this many bytes (counted).
-    #[arg(long, default_value_t = ParseConfig::default().max_line_bytes)]
-    max_line_bytes: usize,
+    /// Cut lines longer than this many bytes (counted) [default: 262144].
+    #[arg(long)]
+    max_line_bytes: Option<usize>,
 }
 
 impl InputArgs {
-    fn parse_config(&self, multiline: bool) -> ParseConfig {
-        let mut cfg = ParseConfig {
-            format: self.format,
-            log_format: self.log_format.clone(),
-            max_line_bytes: self.max_line_bytes,
-            ..ParseConfig::default()
-        };
-        cfg.multiline.enabled = multiline;
+    /// The parse settings: the configuration's, with these flags on top.
+    fn parse_config(&self, base: &ParseConfig, multiline: bool) -> ParseConfig {
+        let mut cfg = base.clone();
+        if let Some(f) = self.format {
+            cfg.format = f;
+        }
+        if let Some(l) = &self.log_format {
+            cfg.log_format = Some(l.clone());
+        }
+        if let Some(m) = self.max_line_bytes {
+            cfg.max_line_bytes = m;
+        }
+        cfg.multiline.enabled &= multiline;
         cfg
+    }
+}
+
+/// The configuration file, or the defaults.
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
     }
 }
 
@@ -79,12 +104,16 @@ enum Output {
 struct ReplayArgs {
     #[command(flatten)]
     input: InputArgs,
+    /// Configuration file (YAML; see `medic config --print-defaults`).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// What to print.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     output: Output,
-    /// Window worker threads (files are shared among them).
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
+    /// Window worker threads (files, or blocks of one file, are shared among them)
+    /// [default: 1, or the config file's].
+    #[arg(long)]
+    workers: Option<usize>,
     /// Rule files or directories (default: ./rules if present, else the built-in rules).
     #[arg(long)]
     rules: Vec<PathBuf>,
@@ -114,6 +143,9 @@ struct CheckRulesArgs {
 struct BenchArgs {
     #[command(flatten)]
     input: InputArgs,
+    /// Configuration file (YAML).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The corpus to read.
     #[arg(long)]
     input_file: Option<PathBuf>,
@@ -148,6 +180,7 @@ fn main() -> ExitCode {
         Command::Templates(a) => templates(a),
         Command::CheckRules(a) => check_rules(a),
         Command::Bench(a) => bench(a),
+        Command::Config(a) => config_cmd(a),
     };
     match result {
         Ok(code) => code,
@@ -176,18 +209,25 @@ fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
 }
 
 fn replay(a: ReplayArgs) -> Result<ExitCode> {
-    let rules = load_rules(&a.rules)?;
-    let parse = a.input.parse_config(!a.no_multiline);
+    let config = load_config(a.config.as_deref())?;
+    let rules = load_rules(if a.rules.is_empty() {
+        &config.rules
+    } else {
+        &a.rules
+    })?;
+    let parse = a.input.parse_config(&config.parse, !a.no_multiline);
     if a.output == Output::Hits {
-        return replay_hits(&a, &parse, &rules);
+        return replay_hits(&a, &parse, &config.fingerprint, &rules);
     }
+    let mut window = config.window.clone();
+    if let Some(w) = a.workers {
+        window.workers = w;
+    }
+    window.workers = window.workers.max(1);
     let cfg = ReplayConfig {
         parse,
-        miner: MinerConfig::default(),
-        window: WindowConfig {
-            workers: a.workers.max(1),
-            ..WindowConfig::default()
-        },
+        miner: config.fingerprint.clone(),
+        window,
     };
     let (tx, rx) = std::sync::mpsc::channel::<Incident>();
     let tx = std::sync::Mutex::new(tx);
@@ -277,9 +317,14 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// `replay --output hits`: every rule hit before windowing, single-threaded, in order.
-fn replay_hits(a: &ReplayArgs, parse: &ParseConfig, rules: &RuleSet) -> Result<ExitCode> {
+fn replay_hits(
+    a: &ReplayArgs,
+    parse: &ParseConfig,
+    miner: &MinerConfig,
+    rules: &RuleSet,
+) -> Result<ExitCode> {
     // Every event is fingerprinted, as in the window path, so merges are the same.
-    let mut core = Core::new(parse, MinerConfig::default(), rules)?.fingerprint_all(true);
+    let mut core = Core::new(parse, miner.clone(), rules)?.fingerprint_all(true);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut lines = 0;
@@ -368,7 +413,7 @@ enum LineTemplate {
 
 fn templates(a: TemplatesArgs) -> Result<ExitCode> {
     // One output per input line: no multiline joining.
-    let parse = a.input.parse_config(false);
+    let parse = a.input.parse_config(&ParseConfig::default(), false);
     let rules = RuleSet::compile(Vec::new()).map_err(|_| anyhow::anyhow!("empty rule set"))?;
     let miner = MinerConfig {
         // The whole file is one batch; keep every template to report it at the end.
@@ -455,8 +500,13 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     let Some(input) = a.input_path.or(a.input_file) else {
         bail!("--input FILE is required");
     };
-    let rules = load_rules(&a.rules)?;
-    let parse = a.input.parse_config(true);
+    let config = load_config(a.config.as_deref())?;
+    let rules = load_rules(if a.rules.is_empty() {
+        &config.rules
+    } else {
+        &a.rules
+    })?;
+    let parse = a.input.parse_config(&config.parse, true);
     let mut workers = a.workers.clone();
     workers.retain(|w| *w > 0);
     if workers.first() != Some(&1) {
@@ -466,8 +516,8 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     let report = medic::bench::run(
         &input,
         &parse,
-        &MinerConfig::default(),
-        &WindowConfig::default(),
+        &config.fingerprint,
+        &config.window,
         std::sync::Arc::new(rules),
         a.repeat,
         &workers,
@@ -520,4 +570,35 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn config_cmd(a: ConfigArgs) -> Result<ExitCode> {
+    if let Some(path) = a.check {
+        let config = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("{e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if let Err(e) = medic::parse::Parser::new(&config.parse) {
+            println!("{}: parse: {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+        if !config.rules.is_empty()
+            && let Err(errors) = detect::load(&config.rules)
+        {
+            for e in &errors {
+                println!("{e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        println!("SUCCESS: {} is valid", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.print_defaults {
+        print!("{}", medic::config::DEFAULTS_YAML);
+        return Ok(ExitCode::SUCCESS);
+    }
+    bail!("say --print-defaults or --check FILE")
 }

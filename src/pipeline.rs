@@ -305,7 +305,7 @@ pub fn replay(
                 };
                 // Lines without a time of their own take the last time seen in the file.
                 let mut last_ms = 0u64;
-                mine.lines += core
+                let read = core
                     .run_share(input, &origin, share, |seen| {
                         let ev = seen.event;
                         if let Some(t) = ev.time_ns {
@@ -350,6 +350,10 @@ pub fn replay(
                         });
                     })
                     .map_err(|e| format!("reading {file}: {e}"))?;
+                // Every worker reads a shared file whole; count its lines once.
+                if share.0 == 0 {
+                    mine.lines += read;
+                }
             }
             let ps = core.parser().stats();
             mine.events = ps.events;

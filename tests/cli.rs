@@ -413,3 +413,67 @@ fn a_burst_of_one_error_is_one_incident_with_its_full_count() {
     );
     assert_eq!(last["key"]["service"], path.to_str().expect("utf8"));
 }
+
+#[test]
+fn config_print_defaults_checks_and_a_bad_file_is_located() {
+    let o = medic(&["config", "--print-defaults"]);
+    assert!(o.status.success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let defaults = dir.path().join("defaults.yaml");
+    std::fs::write(&defaults, &o.stdout).expect("write");
+    let o = medic(&["config", "--check", defaults.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", stdout(&o));
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "window:\n  group_wait: 30s\n  grup_interval: 5m\n").expect("write");
+    let o = medic(&["config", "--check", bad.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("bad.yaml:3:3: window: unknown field `grup_interval`"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = medic(&[
+        "replay",
+        "--config",
+        bad.to_str().expect("utf8"),
+        "fixtures/app.log",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.yaml:3:3"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_file_settings_reach_the_window_stage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("medic.yaml");
+    // A medium threshold of 2 opens the two Java traces of the fixture as one incident.
+    std::fs::write(
+        &cfg,
+        "window:\n  thresholds:\n    medium: { count: 2, within: 1h }\n",
+    )
+    .expect("write");
+    let o = medic(&[
+        "replay",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "fixtures/app.log",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    let java = rows
+        .iter()
+        .find(|r| {
+            r["template"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("java.lang.IllegalStateException"))
+        })
+        .expect("medium incident opened by the configured threshold");
+    assert_eq!(java["count"], 2);
+    assert!(
+        stderr(&o).contains("medic replay: 33 lines"),
+        "{}",
+        stderr(&o)
+    );
+}
