@@ -30,7 +30,9 @@ fn hits() -> Vec<Hit> {
     let mut out = Vec::new();
     let data: Vec<u8> = lines.join(&b'\n');
     core.run(&data[..], &origin, |seen| {
-        let (Some(fp), Some(sev)) = (seen.fingerprint, seen.detection.severity) else { return };
+        let (Some(fp), Some(sev)) = (seen.fingerprint, seen.detection.severity) else {
+            return;
+        };
         out.push(Hit {
             time_ms: seen.event.time_ns.map_or(0, |t| (t / 1_000_000) as u64),
             key: IncidentKey {

@@ -59,7 +59,7 @@ impl Default for WindowConfig {
             thresholds: Thresholds::default(),
             new_fingerprint: NewFingerprint::default(),
             spike: Spike::default(),
-            max_incidents: 50_000,
+            max_incidents: 20_000,
             max_samples: 6,
             max_sources: 16,
             inhibit_for: Duration::from_secs(5 * 60),

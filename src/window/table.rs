@@ -57,6 +57,10 @@ struct Entry {
     last_samples: VecDeque<Sample>,
     related: Vec<String>,
     inhibited_by: Option<String>,
+    /// The due time of this entry's one live heap item, if any. Other heap items for the
+    /// entry are stale and skipped, so the heap holds about one item per open incident
+    /// however many records arrive.
+    scheduled: Option<u64>,
 }
 
 /// Counters of one table.
@@ -231,9 +235,7 @@ impl Table {
                 e.notify_due = Some(t + ms(cfg.group_wait));
             }
         }
-        if let Some(due) = next_timer(e, cfg) {
-            self.timers.push(Reverse((due, slot, e.generation)));
-        }
+        schedule(&mut self.timers, e, slot, cfg);
     }
 
     /// Fire every timer due at or before `now`, appending notifications to `out`.
@@ -247,10 +249,18 @@ impl Table {
             let Some(e) = self.entries[slot as usize].as_mut() else {
                 continue;
             };
-            // Stale heap items (the entry changed since) are skipped: each change pushed
-            // its own.
-            if e.generation != generation || next_timer(e, &cfg) != Some(due) {
+            // Only the entry's live item counts; others are stale.
+            if e.generation != generation || e.scheduled != Some(due) {
                 continue;
+            }
+            e.scheduled = None;
+            match next_timer(e, &cfg) {
+                Some(next) if next <= due => {}
+                // Nothing due yet (the due moved later since this was pushed): re-arm.
+                _ => {
+                    schedule(&mut self.timers, e, slot, &cfg);
+                    continue;
+                }
             }
             let mut related_to: Option<(u32, String)> = None;
             let notify = e.notify_due.is_some_and(|n| n <= due);
@@ -289,9 +299,7 @@ impl Table {
                 e.last_emit = Some(due);
                 self.stats.emitted += 1;
             }
-            if let Some(next) = next_timer(e, &cfg) {
-                self.timers.push(Reverse((next, slot, e.generation)));
-            }
+            schedule(&mut self.timers, e, slot, &cfg);
             // The inhibitor lists what it suppressed, when it lives in this shard.
             if let Some((s, id)) = related_to
                 && let Some(inh) = self.entries[s as usize].as_mut()
@@ -324,10 +332,6 @@ impl Table {
             let Some(&other) = self.index.get(&new_key) else {
                 if let Some(e) = self.entries[slot as usize].as_mut() {
                     e.key = new_key.clone();
-                    e.generation = e.generation.wrapping_add(1);
-                    if let Some(due) = next_timer(e, &self.cfg) {
-                        self.timers.push(Reverse((due, slot, e.generation)));
-                    }
                 }
                 self.index.insert(new_key, slot);
                 continue;
@@ -340,10 +344,7 @@ impl Table {
                 continue;
             };
             fold(a, b, &self.cfg);
-            b.generation = b.generation.wrapping_add(1);
-            if let Some(due) = next_timer(b, &self.cfg) {
-                self.timers.push(Reverse((due, other, b.generation)));
-            }
+            schedule(&mut self.timers, b, other, &self.cfg);
         }
     }
 
@@ -424,6 +425,7 @@ impl Table {
             last_samples: VecDeque::new(),
             related: Vec::new(),
             inhibited_by: None,
+            scheduled: None,
         });
         self.index.insert(hit.key.clone(), slot);
         slot
@@ -449,6 +451,22 @@ impl Table {
                 self.stats.evicted += 1;
             }
         }
+    }
+}
+
+/// Make sure the entry's next timer is in the heap: push only when none is live or the
+/// next due moved earlier (a later due is picked up when the earlier item pops).
+fn schedule(
+    timers: &mut BinaryHeap<Reverse<(u64, u32, u32)>>,
+    e: &mut Entry,
+    slot: u32,
+    cfg: &WindowConfig,
+) {
+    if let Some(due) = next_timer(e, cfg)
+        && e.scheduled.is_none_or(|s| due < s)
+    {
+        timers.push(Reverse((due, slot, e.generation)));
+        e.scheduled = Some(due);
     }
 }
 
