@@ -133,6 +133,7 @@ pub fn run(
                     workers: w,
                     ..window.clone()
                 },
+                progress: None,
             };
             let t = Instant::now();
             let summary = pipeline::replay(

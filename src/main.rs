@@ -1,7 +1,7 @@
 //! The `medic` binary: parse the command line, load configuration and rules, call the
 //! library. `anyhow` lives here and nowhere else.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -224,10 +224,20 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         window.workers = w;
     }
     window.workers = window.workers.max(1);
+    // A progress bar on stderr when it is a terminal: bytes, lines/s, incidents so far.
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| std::sync::Arc::new(medic::pipeline::Progress::default()));
+    let total_bytes: u64 = a
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+        .sum();
     let cfg = ReplayConfig {
         parse,
         miner: config.fingerprint.clone(),
         window,
+        progress: progress.clone(),
     };
     let (tx, rx) = std::sync::mpsc::channel::<Incident>();
     let tx = std::sync::Mutex::new(tx);
@@ -252,7 +262,33 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         )?;
     }
     let mut broken_pipe = false;
-    for inc in rx {
+    let bar = progress.as_ref().map(|_| {
+        let bar = indicatif::ProgressBar::new(total_bytes);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} ({bytes_per_sec}) {wide_bar} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let started = std::time::Instant::now();
+    loop {
+        let inc = match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(inc) => Some(inc),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let (Some(bar), Some(p)) = (&bar, &progress) {
+            let lines = p.lines.load(std::sync::atomic::Ordering::Relaxed);
+            bar.set_position(p.bytes.load(std::sync::atomic::Ordering::Relaxed));
+            bar.set_message(format!(
+                "{:.0} lines/s, {} incidents",
+                lines as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                ids.len()
+            ));
+        }
+        let Some(inc) = inc else { continue };
         ids.insert(inc.id.clone());
         if broken_pipe {
             continue;

@@ -5,7 +5,7 @@
 //! (`replay`, `templates`, `bench`) and later the windowing dataflow drive it.
 
 use std::io::Read;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::detect::{Detector, RuleSet};
@@ -246,7 +246,7 @@ pub enum ReplayError {
 }
 
 /// Everything `replay` needs, owned, so every worker thread can build its own stages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReplayConfig {
     /// Parse settings.
     pub parse: ParseConfig,
@@ -254,6 +254,37 @@ pub struct ReplayConfig {
     pub miner: MinerConfig,
     /// Window settings.
     pub window: WindowConfig,
+    /// Where to report bytes and lines read as they are read (for a progress bar).
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// Input read so far, updated as workers read.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes read.
+    pub bytes: AtomicU64,
+    /// Lines read.
+    pub lines: AtomicU64,
+}
+
+/// Counts what passes through, per read call (not per line).
+struct Counting<R> {
+    inner: R,
+    progress: Option<Arc<Progress>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = &self.progress {
+            p.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            p.lines.fetch_add(
+                memchr::memchr_iter(b'\n', &buf[..n]).count() as u64,
+                Ordering::Relaxed,
+            );
+        }
+        Ok(n)
+    }
 }
 
 /// Replay files through parse → detect → fingerprint → window at full speed, in event time.
@@ -297,7 +328,11 @@ pub fn replay(
                     continue;
                 }
                 let share = if file == "-" { (0, 1) } else { share };
-                let input = crate::source::open(file).map_err(|e| e.to_string())?;
+                let input = Counting {
+                    inner: crate::source::open(file).map_err(|e| e.to_string())?,
+                    // Workers sharing a file each read it whole: count it once.
+                    progress: stage_cfg.progress.clone().filter(|_| share.0 == 0),
+                };
                 let origin = Origin {
                     kind: if file == "-" { "stdin" } else { "replay" },
                     name: file.clone(),

@@ -116,6 +116,11 @@ impl Table {
         &self.stats
     }
 
+    /// Timer items in the heap (live and stale), for bounding tests.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
     /// Keys tracked now.
     pub fn len(&self) -> usize {
         self.index.len()

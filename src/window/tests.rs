@@ -279,6 +279,20 @@ fn state_is_bounded_and_evictions_are_counted() {
 }
 
 #[test]
+fn a_hot_incident_keeps_one_timer_not_one_per_record() {
+    // Regression: every record of an open incident used to push a heap item.
+    let mut t = Table::new(cfg());
+    let mut out = Vec::new();
+    for i in 0..100_000u64 {
+        t.advance(i * 10, &mut out);
+        t.record(hit(i * 10, "api", 1, Severity::Critical), false, false);
+    }
+    assert!(t.pending_timers() <= 4, "{}", t.pending_timers());
+    t.finish(&mut out);
+    assert_eq!(out.last().expect("final").count, 100_000);
+}
+
+#[test]
 fn durations_parse_and_print() {
     for (s, ms) in [
         ("250ms", 250),
