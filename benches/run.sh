@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Reproducible end-to-end benchmark: generates the docker-json corpora with the shared
-# generator, runs `medic bench` on 1M lines (and 5M to show memory does not grow), runs
-# Drain3 on the same messages, and prints the ratio.
+# generator, runs `medic bench` on 1M lines (and 5M to show memory does not grow) through
+# every stage including the window stage with 1 and 2 workers, runs Drain3 on the same
+# messages and prints the ratio, then reports how many incident keys each ground-truth
+# template produced.
 #   benches/run.sh            # 1M and 5M lines
 #   LINES="1000000" benches/run.sh
 set -euo pipefail
@@ -14,7 +16,8 @@ python3 -c 'import drain3' 2>/dev/null || python3 -m pip install -q drain3
 cargo build --release --locked -q
 for n in $LINES; do
   f=target/bench/corpus-$n.log
-  [ -f "$f" ] || python3 ../shared/tools/gen_corpus.py --lines "$n" --format docker-json --seed 1 --out "$f"
+  [ -f "$f" ] && [ -f "target/bench/corpus-$n.truth" ] || python3 ../shared/tools/gen_corpus.py \
+    --lines "$n" --format docker-json --seed 1 --out "$f" --truth "target/bench/corpus-$n.truth"
 done
 first=$(echo $LINES | awk '{print $1}')
 for n in $LINES; do
@@ -32,3 +35,5 @@ print(f"medic end-to-end {m['lines_per_sec']:.0f} lines/s vs drain3 {d['lines_pe
       f"{m['lines_per_sec'] / d['lines_per_sec']:.0f}x; medic fingerprint stage alone "
       f"{m['stages']['fingerprint']['lines_per_sec'] / d['lines_per_sec']:.0f}x")
 PY
+echo "== incident keys per ground-truth template ($first lines)"
+python3 benches/grouping.py "target/bench/corpus-$first.log" "target/bench/corpus-$first.truth"
