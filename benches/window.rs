@@ -48,6 +48,7 @@ fn hits() -> Vec<Hit> {
             labels: Vec::new(),
             new_template: fp.new_template,
             route: fp.route,
+            threshold: None,
         });
     })
     .expect("in memory");

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::detect::{Detector, RuleSet};
-use crate::event::{Detection, Event, Fingerprint, Hit, Incident, IncidentKey, Origin, Severity};
+use crate::event::{
+    CountWithin, Detection, Event, Fingerprint, Hit, Incident, IncidentKey, Origin, Severity,
+};
 use crate::fingerprint::{Fingerprinted, Fingerprinter, MinerConfig};
 use crate::parse::{ParseConfig, ParseError, Parser};
 use crate::source::LineReader;
@@ -245,6 +247,67 @@ pub enum ReplayError {
     Window(#[from] WindowError),
 }
 
+/// The incident key, shard route and trigger of a hit, from the most severe matched rule's
+/// `incident` settings. The default key is (service, fingerprint), routed by the template's
+/// mining bucket so template merges re-key it on the same shard; a custom key does not
+/// follow merges and is routed by itself.
+fn incident_key(
+    rule: Option<&crate::detect::CompiledRule>,
+    service: String,
+    fp: &Fingerprinted,
+) -> (IncidentKey, u64, Option<CountWithin>) {
+    use crate::detect::rules::GroupBy;
+    let settings = rule.and_then(|r| r.rule.incident.as_ref());
+    let threshold = settings.and_then(|s| s.threshold).map(|t| CountWithin {
+        count: t.count,
+        within_ms: u64::try_from(t.within.as_millis()).unwrap_or(u64::MAX),
+    });
+    let group_by = settings
+        .map(|s| s.group_by.as_slice())
+        .filter(|g| !g.is_empty());
+    let (Some(parts), Some(rule)) = (group_by, rule) else {
+        let key = IncidentKey {
+            service,
+            fingerprint: fp.fingerprint,
+        };
+        return (key, fp.route, threshold);
+    };
+    if parts == [GroupBy::Service, GroupBy::Fingerprint]
+        || parts == [GroupBy::Fingerprint, GroupBy::Service]
+    {
+        return (
+            IncidentKey {
+                service,
+                fingerprint: fp.fingerprint,
+            },
+            fp.route,
+            threshold,
+        );
+    }
+    let mut id = Vec::new();
+    if parts.contains(&GroupBy::Rule) {
+        id.extend_from_slice(rule.id().as_bytes());
+    }
+    id.push(0);
+    if parts.contains(&GroupBy::Fingerprint) {
+        id.extend_from_slice(&fp.fingerprint.0.to_le_bytes());
+    }
+    let fingerprint = Fingerprint(xxhash_rust::xxh3::xxh3_64(&id));
+    let service = if parts.contains(&GroupBy::Service) {
+        service
+    } else {
+        "*".to_string()
+    };
+    (
+        IncidentKey {
+            service,
+            fingerprint,
+        },
+        fingerprint.0,
+        threshold,
+    )
+}
+
 /// Everything `replay` needs, owned, so every worker thread can build its own stages.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayConfig {
@@ -364,15 +427,15 @@ pub fn replay(
                                 rule.rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())),
                             );
                         }
+                        let service = origin
+                            .service
+                            .clone()
+                            .unwrap_or_else(|| origin.name.clone());
+                        let primary = seen.detection.rules.first().map(|&r| rules.rule(r));
+                        let (key, route, threshold) = incident_key(primary, service, &fp);
                         feeder.push(Hit {
                             time_ms: last_ms,
-                            key: IncidentKey {
-                                service: origin
-                                    .service
-                                    .clone()
-                                    .unwrap_or_else(|| origin.name.clone()),
-                                fingerprint: fp.fingerprint,
-                            },
+                            key,
                             rules: hit_rules,
                             severity: seen.detection.severity.unwrap_or(Severity::Low),
                             inhibits,
@@ -381,7 +444,8 @@ pub fn replay(
                             source: origin.name.clone(),
                             labels,
                             new_template: fp.new_template,
-                            route: fp.route,
+                            route,
+                            threshold,
                         });
                     })
                     .map_err(|e| format!("reading {file}: {e}"))?;

@@ -477,3 +477,35 @@ fn config_file_settings_reach_the_window_stage() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_rule_can_group_by_service_and_rule_with_its_own_threshold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("r.yaml");
+    std::fs::write(
+        &rules,
+        r#"rules:
+  - id: storage-or-network
+    description: Any storage or network failure of a service is one incident.
+    severity: low
+    match: { any: ["connection refused", "no space left"], case_insensitive: true }
+    incident:
+      group_by: [service, rule]
+      threshold: { count: 3, within: 1h }
+"#,
+    )
+    .expect("write");
+    let o = medic(&[
+        "replay",
+        "--rules",
+        rules.to_str().expect("utf8"),
+        "fixtures/app.log",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    // Two connection-refused lines and one disk-full line: different templates, one
+    // incident, opened by the rule's own threshold (low severity would need 20).
+    assert_eq!(rows[0]["count"], 3);
+    assert_eq!(rows[0]["rules"], serde_json::json!(["storage-or-network"]));
+}

@@ -163,6 +163,22 @@ impl RuleSet {
                         "exclude takes `any` and `regex`; `all` is not supported there".into(),
                     ));
                 }
+                if let Some(inc) = &rule.incident {
+                    if inc.threshold.is_some_and(|t| t.count == 0) {
+                        errors.push(err(
+                            "incident.threshold".into(),
+                            "count must be at least 1".into(),
+                        ));
+                    }
+                    let mut seen_parts = inc.group_by.clone();
+                    seen_parts.dedup();
+                    if seen_parts.len() != inc.group_by.len() {
+                        errors.push(err(
+                            "incident.group_by".into(),
+                            "lists a key part twice".into(),
+                        ));
+                    }
+                }
                 for (k, _) in rule.select.labels.iter().filter(|(k, _)| k.is_empty()) {
                     errors.push(err(
                         "select.labels".into(),

@@ -51,9 +51,49 @@ pub struct Rule {
     /// (used by the window stage).
     #[serde(default)]
     pub inhibits: bool,
+    /// How this rule's hits group into incidents; the window defaults apply without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentSettings>,
     /// Lines that must and must not match; `medic check-rules` and the tests run them.
     #[serde(default)]
     pub examples: Examples,
+}
+
+/// Per-rule incident settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentSettings {
+    /// What one incident is: any of `service`, `fingerprint`, `rule`. The default is
+    /// `[service, fingerprint]`; `[service, rule]` makes every hit of the rule on a service
+    /// one incident whatever the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<GroupBy>,
+    /// Open after this many hits within this window, instead of the severity's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<RuleThreshold>,
+}
+
+/// A part of the incident key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// The service, container or file.
+    Service,
+    /// The template fingerprint.
+    Fingerprint,
+    /// The rule id.
+    Rule,
+}
+
+/// `count` hits within `within`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleThreshold {
+    /// Hits needed (at least 1).
+    pub count: u32,
+    /// Window, such as `1m`.
+    #[serde(with = "crate::event::duration")]
+    pub within: std::time::Duration,
 }
 
 /// Literal and regex conditions. A matcher holds when: one of `any` is present (if `any`

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::event::duration;
 
 use crate::event::Severity;
 
@@ -166,60 +168,5 @@ impl Default for Spike {
             min_count: 10,
             min_history: 5,
         }
-    }
-}
-
-/// Durations as human strings: `250ms`, `30s`, `5m`, `4h`, `1d`.
-pub mod duration {
-    use super::*;
-
-    /// Parse `30s`, `5m`, ...
-    pub fn parse(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num.parse().map_err(|_| {
-            format!("invalid duration {s:?}: expected a number and a unit, like 30s or 5m")
-        })?;
-        let ms = match unit.trim() {
-            "ms" => n,
-            "s" | "" => n * 1000,
-            "m" => n * 60_000,
-            "h" => n * 3_600_000,
-            "d" => n * 86_400_000,
-            u => {
-                return Err(format!(
-                    "invalid duration {s:?}: unknown unit {u:?} (use ms, s, m, h or d)"
-                ));
-            }
-        };
-        Ok(Duration::from_millis(ms))
-    }
-
-    /// Format as the largest exact unit.
-    pub fn format(d: &Duration) -> String {
-        let ms = d.as_millis() as u64;
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1000),
-        ] {
-            if ms >= size && ms.is_multiple_of(size) {
-                return format!("{}{unit}", ms / size);
-            }
-        }
-        format!("{ms}ms")
-    }
-
-    /// Serde serialize.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(d))
-    }
-
-    /// Serde deserialize.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).map_err(serde::de::Error::custom)
     }
 }

@@ -46,6 +46,8 @@ struct Entry {
     late: u64,
     /// The most recent record times, as many as the threshold count needs.
     recent: VecDeque<u64>,
+    /// A rule's own trigger, overriding the severity's.
+    threshold: Option<crate::event::CountWithin>,
     spike_start: u64,
     spike_count: u32,
     baseline: f64,
@@ -170,6 +172,9 @@ impl Table {
             e.severity = hit.severity;
         }
         e.inhibits |= hit.inhibits;
+        if hit.threshold.is_some() {
+            e.threshold = hit.threshold;
+        }
         for r in hit.rules {
             if e.rules.len() < 16 && !e.rules.contains(&r) {
                 e.rules.push(r);
@@ -198,14 +203,20 @@ impl Table {
         }
         match e.phase {
             Phase::Pending => {
-                let threshold = cfg.thresholds.for_severity(e.severity);
-                let need = threshold.count.max(1) as usize;
+                let (count, within) = match e.threshold {
+                    Some(c) => (c.count, c.within_ms),
+                    None => {
+                        let t = cfg.thresholds.for_severity(e.severity);
+                        (t.count, ms(t.within))
+                    }
+                };
+                let need = count.max(1) as usize;
                 e.recent.push_back(t);
                 while e.recent.len() > need {
                     e.recent.pop_front();
                 }
                 let spiked = update_spike(e, t, cfg);
-                let trigger = if e.recent.len() >= need && t - e.recent[0] <= ms(threshold.within) {
+                let trigger = if e.recent.len() >= need && t - e.recent[0] <= within {
                     Some(Trigger::Threshold)
                 } else if new_fingerprint && cfg.new_fingerprint.enabled {
                     Some(Trigger::NewFingerprint)
@@ -419,6 +430,7 @@ impl Table {
             since_emit: 0,
             late: 0,
             recent: VecDeque::new(),
+            threshold: hit.threshold,
             spike_start: t,
             spike_count: 0,
             baseline: 0.0,

@@ -1,8 +1,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::config::{Spike, duration};
+use super::config::Spike;
 use super::*;
+use crate::event::duration;
 use crate::event::{Fingerprint, IncidentState, Severity, Trigger};
 
 const S: u64 = 1000;
@@ -38,6 +39,7 @@ fn hit(t: u64, service: &str, fp: u64, severity: Severity) -> Hit {
         labels: Vec::new(),
         new_template: false,
         route: fp,
+        threshold: None,
     }
 }
 
@@ -134,6 +136,27 @@ fn resolves_after_quiet_and_reopens_as_a_regression_with_the_same_id() {
         "one id across the lifecycle"
     );
     assert_eq!(out[2].count, 2);
+}
+
+#[test]
+fn a_rule_threshold_overrides_the_severity_default() {
+    let mut t = Table::new(cfg());
+    let mut out = Vec::new();
+    for i in 0..3u64 {
+        let mut h = hit(i * S, "api", 1, Severity::Critical);
+        h.threshold = Some(crate::event::CountWithin {
+            count: 3,
+            within_ms: M,
+        });
+        t.record(h, false, false);
+        t.advance(i * S, &mut out);
+    }
+    t.advance(2 * M, &mut out);
+    assert_eq!(
+        brief(&out),
+        [(IncidentState::Open, 2 * S, 3, 3)],
+        "critical, but the rule asks for 3"
+    );
 }
 
 #[test]
