@@ -317,12 +317,6 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     let summary = worker
         .join()
         .map_err(|_| anyhow::anyhow!("the replay thread panicked"))??;
-    let fallbacks: Vec<String> = Fallback::ALL
-        .iter()
-        .zip(summary.fallbacks)
-        .filter(|(_, n)| *n > 0)
-        .map(|(f, n)| format!("{}={n}", f.as_str()))
-        .collect();
     eprintln!(
         "medic replay: {} lines, {} events, {} hits, {} templates, {} incidents ({} notifications), {} multiline joins, late {}, evicted {}, inhibited {}, fallbacks: {}",
         summary.lines,
@@ -335,13 +329,24 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         summary.late,
         summary.evicted,
         summary.inhibited,
-        if fallbacks.is_empty() {
-            "none".to_string()
-        } else {
-            fallbacks.join(" ")
-        }
+        fallback_summary(&summary.fallbacks)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `invalid_utf8=2 truncated=1`, or `none`: counts in [`Fallback::ALL`] order.
+fn fallback_summary(counts: &[u64]) -> String {
+    let parts: Vec<String> = Fallback::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(f, n)| format!("{}={n}", f.as_str()))
+        .collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(" ")
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -420,22 +425,13 @@ fn replay_hits(
     }
     out.flush().ok();
     let ps = core.parser().stats();
-    let fallbacks: Vec<String> = Fallback::ALL
-        .iter()
-        .filter(|f| ps.fallback(**f) > 0)
-        .map(|f| format!("{}={}", f.as_str(), ps.fallback(*f)))
-        .collect();
     eprintln!(
         "medic replay: {lines} lines, {} events, {} hits, {} templates, {} multiline joins, fallbacks: {}",
         ps.events,
         core.detector().stats().hits,
         core.fingerprinter().miner().stats().created,
         ps.multiline_joins,
-        if fallbacks.is_empty() {
-            "none".to_string()
-        } else {
-            fallbacks.join(" ")
-        }
+        fallback_summary(&ps.fallbacks)
     );
     Ok(ExitCode::SUCCESS)
 }
