@@ -85,6 +85,7 @@ pub struct TableStats {
 pub struct Table {
     cfg: WindowConfig,
     entries: Vec<Option<Entry>>,
+    generations: Vec<u32>,
     free: Vec<u32>,
     index: HashMap<IncidentKey, u32>,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -104,6 +105,7 @@ impl Table {
         Table {
             cfg,
             entries: Vec::new(),
+            generations: Vec::new(),
             free: Vec::new(),
             index: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -407,8 +409,11 @@ impl Table {
                 (self.entries.len() - 1) as u32
             }
         };
-        let generation =
-            self.entries.len() as u32 ^ hit.time_ms as u32 ^ (self.stats.records as u32);
+        // Per-slot counter: a stale timer item of the slot's previous occupant never
+        // matches the new one.
+        self.generations.resize(self.entries.len(), 0);
+        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+        let generation = self.generations[slot as usize];
         let t = hit.time_ms;
         let id = incident_id(&hit.key, t);
         self.entries[slot as usize] = Some(Entry {
