@@ -32,6 +32,9 @@ pub struct ParseConfig {
     pub max_line_bytes: usize,
     /// Multiline joining (stack traces, Docker partial lines).
     pub multiline: MultilineConfig,
+    /// The year assumed for timestamps that carry none (syslog's `Jun 14 15:16:01`);
+    /// unset means the current year.
+    pub syslog_year: Option<i32>,
 }
 
 impl Default for ParseConfig {
@@ -41,6 +44,7 @@ impl Default for ParseConfig {
             log_format: None,
             max_line_bytes: default_max_line_bytes(),
             multiline: MultilineConfig::default(),
+            syslog_year: None,
         }
     }
 }

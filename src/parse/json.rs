@@ -219,6 +219,18 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The civil year of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).
+pub(crate) fn year_of_day(days: i64) -> i32 {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2)) as i32
+}
+
 /// An epoch number in seconds, milliseconds, microseconds or nanoseconds, by magnitude.
 pub fn epoch_to_nanos(x: f64) -> Option<i64> {
     if !x.is_finite() || x <= 0.0 {

@@ -85,6 +85,7 @@ pub struct Parser {
     outer: JsonParser,
     inner: JsonParser,
     joiner: Joiner,
+    syslog_year: i32,
     stats: ParseStats,
 }
 
@@ -111,6 +112,7 @@ impl Parser {
             outer: JsonParser::default(),
             inner: JsonParser::default(),
             joiner: Joiner::new(cfg.multiline.clone()),
+            syslog_year: cfg.syslog_year.unwrap_or_else(current_year),
             stats: ParseStats::default(),
         })
     }
@@ -180,12 +182,13 @@ impl Parser {
         };
         if try_json {
             let log_format = self.log_format.as_ref();
+            let year = self.syslog_year;
             let inner = &mut self.inner;
             let stats = &mut self.stats;
             let decoded = self.outer.with_fields(raw, |f| {
                 if f.is_docker() {
                     stats.docker_records += 1;
-                    Some(decode_docker(f, ev, inner, log_format, stats))
+                    Some(decode_docker(f, ev, inner, log_format, year, stats))
                 } else {
                     stats.json_records += 1;
                     fill_app_json(f, &String::from_utf8_lossy(raw), ev);
@@ -200,9 +203,17 @@ impl Parser {
             ev.fallbacks.insert(Fallback::MalformedJson);
         }
         let text = decode_utf8(raw, &mut ev.fallbacks);
-        fill_plain(&text, ev, self.log_format.as_ref());
+        fill_plain(&text, ev, self.log_format.as_ref(), self.syslog_year);
         false
     }
+}
+
+/// The current UTC year, for syslog timestamps that carry none.
+fn current_year() -> i32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json::year_of_day((secs / 86_400) as i64)
 }
 
 fn first_non_space(b: &[u8]) -> Option<u8> {
@@ -261,7 +272,7 @@ fn is_control(b: u8) -> bool {
 }
 
 /// A plain-text line: header by log format, else header-less level detection.
-fn fill_plain(line: &str, ev: &mut Event, log_format: Option<&LogFormat>) {
+fn fill_plain(line: &str, ev: &mut Event, log_format: Option<&LogFormat>, year: i32) {
     let line = line.strip_suffix('\r').unwrap_or(line);
     push_clean(&mut ev.text, line, &mut ev.fallbacks);
     let text = ev.text.as_str();
@@ -274,7 +285,7 @@ fn fill_plain(line: &str, ev: &mut Event, log_format: Option<&LogFormat>) {
     let start = content.as_ptr() as usize - text.as_ptr() as usize;
     ev.message = start..start + content.len();
     if ev.time_ns.is_none() {
-        ev.time_ns = plain::leading_timestamp(text);
+        ev.time_ns = plain::leading_timestamp(text, year);
     }
 }
 
@@ -285,6 +296,7 @@ fn decode_docker(
     ev: &mut Event,
     inner: &mut JsonParser,
     log_format: Option<&LogFormat>,
+    year: i32,
     stats: &mut ParseStats,
 ) -> bool {
     let log = f.log.unwrap_or("");
@@ -303,7 +315,7 @@ fn decode_docker(
             .is_some();
     }
     if !done {
-        fill_plain(content, ev, log_format);
+        fill_plain(content, ev, log_format, year);
     }
     ev.stream = f.stream();
     if let Some(t) = f.time.and_then(parse_rfc3339) {

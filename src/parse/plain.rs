@@ -158,9 +158,13 @@ fn message_after(line: &str, mut i: usize) -> &str {
     line.get(i..).unwrap_or(line)
 }
 
-/// An ISO-8601/RFC 3339 timestamp at the start of a line, if there is one.
-pub fn leading_timestamp(line: &str) -> Option<i64> {
+/// A timestamp at the start of a line: ISO-8601/RFC 3339, or the syslog form
+/// `Jun 14 15:16:01` (which has no year: `year` is assumed).
+pub fn leading_timestamp(line: &str, year: i32) -> Option<i64> {
     let b = line.as_bytes();
+    if b.len() >= 15 && b[0].is_ascii_uppercase() {
+        return syslog_timestamp(b, year);
+    }
     if b.len() < 19 || !b[0].is_ascii_digit() || b[4] != b'-' {
         return None;
     }
@@ -170,6 +174,40 @@ pub fn leading_timestamp(line: &str) -> Option<i64> {
         p => p,
     };
     super::json::parse_rfc3339(line.get(..end)?)
+}
+
+/// `Mmm dd HH:MM:SS` (day space-padded or not), as syslog (RFC 3164) writes it.
+fn syslog_timestamp(b: &[u8], year: i32) -> Option<i64> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let month = MONTHS.iter().position(|m| b.starts_with(*m))? as i64 + 1;
+    let mut i = 3;
+    while i < b.len() && b[i] == b' ' {
+        i += 1;
+    }
+    let day_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let day: i64 = std::str::from_utf8(&b[day_start..i]).ok()?.parse().ok()?;
+    if i == day_start || i - day_start > 2 || b.get(i) != Some(&b' ') || !(1..=31).contains(&day) {
+        return None;
+    }
+    let t = b.get(i + 1..i + 9)?;
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        std::str::from_utf8(&t[r]).ok()?.parse().ok()
+    };
+    if t[2] != b':' || t[5] != b':' {
+        return None;
+    }
+    let (h, m, s) = (num(0..2)?, num(3..5)?, num(6..8)?);
+    if h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let stamp = format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z");
+    super::json::parse_rfc3339(&stamp)
 }
 
 fn next_space(b: &[u8], from: usize) -> usize {

@@ -240,6 +240,67 @@ fn header_less_lines_find_level_and_message() {
 }
 
 #[test]
+fn syslog_timestamps_take_the_configured_year() {
+    let cfg = ParseConfig {
+        syslog_year: Some(2005),
+        ..single_line()
+    };
+    let mut p = parser(cfg);
+    let ev = p
+        .push(
+            b"Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown",
+            false,
+            0,
+        )
+        .expect("emitted")
+        .clone();
+    assert_eq!(ev.time_ns, parse_rfc3339("2005-06-14T15:16:01Z"));
+    let ev = p
+        .push(b"Jul  1 09:00:55 calvisitor kernel[0]: x", false, 0)
+        .expect("emitted")
+        .clone();
+    assert_eq!(ev.time_ns, parse_rfc3339("2005-07-01T09:00:55Z"));
+    for not_a_time in [
+        "June 14 15:16:01 x",
+        "Jun 32 15:16:01 x",
+        "Jun 14 25:16:01 x",
+        "ERROR Jun 14 15:16:01",
+    ] {
+        let ev = p
+            .push(not_a_time.as_bytes(), false, 0)
+            .expect("emitted")
+            .clone();
+        assert_eq!(ev.time_ns, None, "{not_a_time}");
+    }
+    // Unset, the year is this year's.
+    let mut p = parser(single_line());
+    let ev = p
+        .push(b"Jan  1 00:00:00 host x", false, 0)
+        .expect("emitted")
+        .clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let t = ev.time_ns.expect("a time") / 1_000_000_000;
+    assert!(t <= now && now - t < 366 * 86_400, "{t} vs {now}");
+}
+
+#[test]
+fn civil_years_of_days() {
+    for (date, year) in [
+        ("1970-01-01", 1970),
+        ("2000-02-29", 2000),
+        ("2005-12-31", 2005),
+        ("2026-01-01", 2026),
+        ("2026-11-24", 2026),
+    ] {
+        let days = parse_rfc3339(&format!("{date}T00:00:00Z")).expect("date") / 86_400_000_000_000;
+        assert_eq!(json::year_of_day(days), year, "{date}");
+    }
+}
+
+#[test]
 fn rfc3339_parsing() {
     assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
     assert_eq!(
