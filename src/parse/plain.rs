@@ -191,7 +191,7 @@ fn syslog_timestamp(b: &[u8], year: i32) -> Option<i64> {
     while i < b.len() && b[i].is_ascii_digit() {
         i += 1;
     }
-    let day: i64 = std::str::from_utf8(&b[day_start..i]).ok()?.parse().ok()?;
+    let day = digits(&b[day_start..i])?;
     if i == day_start || i - day_start > 2 || b.get(i) != Some(&b' ') || !(1..=31).contains(&day) {
         return None;
     }
@@ -206,8 +206,18 @@ fn syslog_timestamp(b: &[u8], year: i32) -> Option<i64> {
     if h > 23 || m > 59 || s > 60 {
         return None;
     }
-    let stamp = format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z");
-    super::json::parse_rfc3339(&stamp)
+    let days = super::json::days_from_civil(i64::from(year), month, day);
+    (days * 86_400 + h * 3600 + m * 60 + s).checked_mul(1_000_000_000)
+}
+
+/// A short run of ASCII digits as a number, without allocating.
+fn digits(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 4 {
+        return None;
+    }
+    b.iter().try_fold(0i64, |n, c| {
+        c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+    })
 }
 
 fn next_space(b: &[u8], from: usize) -> usize {
