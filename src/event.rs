@@ -344,9 +344,9 @@ pub struct Hit {
     pub time_ms: u64,
     /// The incident key.
     pub key: IncidentKey,
-    /// Matched rule ids, most severe first (empty for a new-template event without a rule).
+    /// Matched rule ids, most severe first.
     pub rules: Vec<String>,
-    /// Severity of the most severe rule (low for a new-template event without a rule).
+    /// Severity of the most severe rule.
     pub severity: Severity,
     /// Whether a matched rule inhibits other incidents on the same service.
     pub inhibits: bool,

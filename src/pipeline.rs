@@ -413,7 +413,9 @@ pub fn replay(
                         for &(from, to) in seen.merges {
                             feeder.alias(from, to, fp.route, last_ms);
                         }
-                        if !seen.detection.is_hit() && !fp.new_template {
+                        // Only rule hits become incidents; a hit whose template is new (after
+                        // the warm-up) opens one at once through the new-fingerprint trigger.
+                        if !seen.detection.is_hit() {
                             return;
                         }
                         let mut hit_rules = Vec::with_capacity(seen.detection.rules.len());

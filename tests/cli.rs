@@ -509,3 +509,43 @@ fn a_rule_can_group_by_service_and_rule_with_its_own_threshold() {
     assert_eq!(rows[0]["count"], 3);
     assert_eq!(rows[0]["rules"], serde_json::json!(["storage-or-network"]));
 }
+
+#[test]
+fn a_month_of_real_syslog_resolves_and_reopens_incidents() {
+    // Loghub's Linux sample: syslog timestamps without a year, a month of sshd failures.
+    let log = root().join("../shared/loghub/Linux/Linux_2k.log");
+    assert!(
+        log.exists(),
+        "shared Loghub data missing at {}",
+        log.display()
+    );
+    let cfg = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(cfg.path(), "parse:\n  syslog_year: 2005\n").expect("write");
+    let o = medic(&[
+        "replay",
+        "--config",
+        cfg.path().to_str().expect("utf8"),
+        log.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    let reopened: Vec<_> = rows.iter().filter(|r| r["state"] == "reopened").collect();
+    assert!(
+        !reopened.is_empty(),
+        "a month of data has quiet gaps and recurrences"
+    );
+    assert!(reopened.iter().all(|r| r["regression"] == true));
+    for r in &reopened {
+        assert!(
+            rows.iter()
+                .any(|o| o["id"] == r["id"] && o["state"] == "resolved"),
+            "a reopened incident was resolved before, under the same id"
+        );
+    }
+    assert!(
+        rows.iter().all(|r| r["first_seen_ms"]
+            .as_u64()
+            .is_some_and(|t| t >= 1_117_584_000_000)),
+        "times are in 2005"
+    );
+}

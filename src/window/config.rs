@@ -34,7 +34,7 @@ pub struct WindowConfig {
     pub resolve_after: Duration,
     /// Count thresholds per severity.
     pub thresholds: Thresholds,
-    /// Open an incident for a template never seen before on a source.
+    /// Open an incident at once for a rule hit whose template was never seen before.
     pub new_fingerprint: NewFingerprint,
     /// Open an incident when a fingerprint's rate jumps above its baseline.
     pub spike: Spike,
