@@ -299,6 +299,7 @@ fn decode_docker(
     year: i32,
     stats: &mut ParseStats,
 ) -> bool {
+    let docker_time = f.time.and_then(parse_rfc3339);
     let log = f.log.unwrap_or("");
     let (content, partial) = match log.strip_suffix('\n') {
         Some(c) => (c, false),
@@ -315,11 +316,13 @@ fn decode_docker(
             .is_some();
     }
     if !done {
+        // The record's own time wins; set it first so the line's prefix is not parsed.
+        ev.time_ns = docker_time;
         fill_plain(content, ev, log_format, year);
     }
     ev.stream = f.stream();
-    if let Some(t) = f.time.and_then(parse_rfc3339) {
-        ev.time_ns = Some(t);
+    if docker_time.is_some() {
+        ev.time_ns = docker_time;
     }
     partial
 }
