@@ -494,21 +494,20 @@ fn check_rules(a: CheckRulesArgs) -> Result<ExitCode> {
     } else {
         a.paths
     };
-    let set = match detect::load(&paths) {
-        Ok(set) => set,
-        Err(errors) => {
-            for e in &errors {
-                println!("{e}");
-            }
-            println!("FAILED: {} error(s)", errors.len());
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let report = detect::check::run_examples(&set);
+    // Like promtool: report every error, and still run the examples of the valid rules.
+    let (set, errors) = detect::load_lenient(&paths);
+    for e in &errors {
+        println!("{e}");
+    }
+    let report = set
+        .as_ref()
+        .map(detect::check::run_examples)
+        .unwrap_or_default();
     for f in &report.failures {
         println!("{f}");
     }
-    if report.failures.is_empty() {
+    if errors.is_empty() && report.failures.is_empty() {
+        let set = set.as_ref().expect("no errors means a rule set");
         println!(
             "SUCCESS: {} rules in {} files, {} examples passed ({} literals in one automaton, {} regex-only rules)",
             report.rules,
@@ -517,15 +516,15 @@ fn check_rules(a: CheckRulesArgs) -> Result<ExitCode> {
             set.literal_count(),
             set.regex_only_count()
         );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "FAILED: {} of {} examples",
-            report.failures.len(),
-            report.examples
-        );
-        Ok(ExitCode::from(1))
+        return Ok(ExitCode::SUCCESS);
     }
+    println!(
+        "FAILED: {} error(s), {} of {} examples failed",
+        errors.len(),
+        report.failures.len(),
+        report.examples
+    );
+    Ok(ExitCode::from(1))
 }
 
 fn bench(a: BenchArgs) -> Result<ExitCode> {

@@ -71,6 +71,16 @@ pub struct RuleSet {
 impl RuleSet {
     /// Compile rules from loaded files. Returns every semantic error found, each located.
     pub fn compile(files: Vec<LoadedFile>) -> Result<RuleSet, Vec<RuleError>> {
+        match RuleSet::compile_lenient(files) {
+            (Some(set), errors) if errors.is_empty() => Ok(set),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// Compile what is valid and report the rest: invalid rules are left out of the set
+    /// (so `check-rules` can still run the other rules' examples). `None` only when the
+    /// automaton itself cannot be built.
+    pub fn compile_lenient(files: Vec<LoadedFile>) -> (Option<RuleSet>, Vec<RuleError>) {
         let mut errors = Vec::new();
         let mut rules = Vec::new();
         let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
@@ -238,9 +248,6 @@ impl RuleSet {
                 });
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
         let automaton = if literals.is_empty() {
             None
         } else {
@@ -260,24 +267,26 @@ impl RuleSet {
             match built {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    return Err(vec![RuleError {
+                    errors.push(RuleError {
                         file: files.first().map(|f| f.path.clone()).unwrap_or_default(),
                         line: 0,
                         column: 0,
                         field: String::new(),
                         message: format!("cannot build the literal automaton: {e}"),
-                    }]);
+                    });
+                    return (None, errors);
                 }
             }
         };
-        Ok(RuleSet {
+        let set = RuleSet {
             literal_count: literals.len(),
             files,
             rules,
             automaton,
             uses,
             always,
-        })
+        };
+        (Some(set), errors)
     }
 
     /// The compiled rules, in load order.

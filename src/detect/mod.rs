@@ -54,7 +54,19 @@ pub fn load_embedded() -> Result<RuleSet, Vec<RuleError>> {
 /// Load and compile every rule file under `paths` (files, or directories of `*.yaml`).
 /// All errors found are returned, each with file, line, column and field.
 pub fn load(paths: &[PathBuf]) -> Result<RuleSet, Vec<RuleError>> {
-    let files = rules::expand_paths(paths).map_err(|e| vec![e])?;
+    match load_lenient(paths) {
+        (Some(set), errors) if errors.is_empty() => Ok(set),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Like [`load`], but also returns the rules that are valid when others are not, so
+/// `check-rules` can run their examples.
+pub fn load_lenient(paths: &[PathBuf]) -> (Option<RuleSet>, Vec<RuleError>) {
+    let files = match rules::expand_paths(paths) {
+        Ok(f) => f,
+        Err(e) => return (None, vec![e]),
+    };
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for f in &files {
@@ -72,12 +84,7 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, Vec<RuleError>> {
             message: "no rule files (*.yaml, *.yml) found".into(),
         });
     }
-    match RuleSet::compile(loaded) {
-        Ok(set) if errors.is_empty() => Ok(set),
-        Ok(_) => Err(errors),
-        Err(mut more) => {
-            errors.append(&mut more);
-            Err(errors)
-        }
-    }
+    let (set, mut more) = RuleSet::compile_lenient(loaded);
+    errors.append(&mut more);
+    (set, errors)
 }
