@@ -100,8 +100,8 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
         }
         let at_word_start = i == 0 || class(b[i - 1]) & WS != 0;
         // Paths run to the next whitespace: their inner punctuation (`?a=1&b=2`) belongs
-        // to the one value.
-        if c == b'/' && at_word_start && i + 1 < n && class(b[i + 1]) & WS == 0 {
+        // to the one value. Relative ones too: `./bin/x`, `../x`, `~/x`.
+        if at_word_start && is_path_start(&b[i..]) {
             i = push_path(out, b, i);
             continue;
         }
@@ -205,6 +205,16 @@ fn push_path(out: &mut Vec<Token>, b: &[u8], start: usize) -> usize {
     }
     push(out, b, start, i, true);
     i
+}
+
+fn is_path_start(b: &[u8]) -> bool {
+    let rest = |skip: usize| b.get(skip).is_some_and(|c| class(*c) & WS == 0);
+    match b {
+        [b'/', ..] => rest(1),
+        [b'.', b'/', ..] | [b'~', b'/', ..] => rest(2),
+        [b'.', b'.', b'/', ..] => rest(3),
+        _ => false,
+    }
 }
 
 fn is_scheme(w: &[u8]) -> bool {

@@ -12,6 +12,60 @@ const HEADER_SCAN_TOKENS: usize = 8;
 /// Level and message start of a header-less line. Without a level word the whole line is
 /// the message.
 pub fn split(line: &str) -> (Option<Level>, &str) {
+    // An RFC 3164 syslog header (`Jun 14 15:16:01 host tag[pid]: `) is all header: the
+    // host and tag are not part of the message, whatever the level scan finds after it.
+    if let Some(after) = syslog_header_end(line.as_bytes()) {
+        let rest = &line[after..];
+        return match split_levels(rest) {
+            (Some(level), msg) => (Some(level), msg),
+            (None, _) => (None, rest),
+        };
+    }
+    split_levels(line)
+}
+
+/// Where the message starts after a syslog header, if the line has one.
+fn syslog_header_end(b: &[u8]) -> Option<usize> {
+    // `Mmm dd HH:MM:SS`: the timestamp parser says whether it is one.
+    syslog_timestamp(b, 2000)?;
+    let mut i = 3;
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i += 9; // " HH:MM:SS"
+    let skip_word = |mut i: usize| {
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        let start = i;
+        while b.get(i).is_some_and(|c| *c != b' ') {
+            i += 1;
+        }
+        (start, i)
+    };
+    let (host_start, host_end) = skip_word(i);
+    if host_end == host_start {
+        return None;
+    }
+    // The tag: `sshd(pam_unix)[19939]:` or `kernel:`; without a colon there is no tag.
+    let (tag_start, tag_end) = skip_word(host_end);
+    let end = if tag_end > tag_start && b[tag_end - 1] == b':' {
+        tag_end
+    } else {
+        host_end
+    };
+    let mut end = end;
+    while b.get(end) == Some(&b' ') {
+        end += 1;
+    }
+    Some(end)
+}
+
+/// Level and message start by scanning the first header tokens for a level word.
+fn split_levels(line: &str) -> (Option<Level>, &str) {
     let bytes = line.as_bytes();
     let limit = bytes.len().min(HEADER_SCAN_BYTES);
     let mut i = 0;
@@ -130,8 +184,9 @@ fn message_after(line: &str, mut i: usize) -> &str {
     for _ in 0..2 {
         let start = i;
         if i < b.len() && b[i] == b'[' {
-            match memchr::memchr(b']', &b[i..]) {
-                Some(close) if close < 64 => {
+            // Balanced: thread names nest brackets (`[QuorumPeer[myid=1]/...@595]`).
+            match matching_bracket(&b[i..]) {
+                Some(close) if close < 128 => {
                     i += close + 1;
                     skip_punct(&mut i);
                     continue;
@@ -156,6 +211,24 @@ fn message_after(line: &str, mut i: usize) -> &str {
     }
     // `i` only ever advanced over ASCII bytes, so it is a char boundary.
     line.get(i..).unwrap_or(line)
+}
+
+/// The offset of the `]` that closes the `[` at the start of `b`.
+fn matching_bracket(b: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in b.iter().enumerate() {
+        match c {
+            b'[' => depth += 1,
+            b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A timestamp at the start of a line: ISO-8601/RFC 3339, or the syslog form

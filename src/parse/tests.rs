@@ -232,6 +232,27 @@ fn header_less_lines_find_level_and_message() {
             "an error happened in free text",
         ),
         ("W: disk almost full", None, "W: disk almost full"),
+        (
+            "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure",
+            None,
+            "authentication failure",
+        ),
+        (
+            "Jul  6 22:26:19 calvisitor-10-105-162-178 WindowServer[184]: send_datagram_available_ping: pid 996",
+            None,
+            "send_datagram_available_ping: pid 996",
+        ),
+        (
+            "Jun 14 15:16:01 host kernel: ERROR disk sda failed",
+            Some(Level::Error),
+            "disk sda failed",
+        ),
+        ("Jun 14 15:16:01 host no tag here", None, "no tag here"),
+        (
+            "2015-07-29 17:41:44,747 - INFO  [QuorumPeer[myid=1]/0:0:0:0:0:0:0:0:2181:ZooKeeperServer@595] - Established session",
+            Some(Level::Info),
+            "Established session",
+        ),
     ];
     for (line, level, msg) in cases {
         let (l, m) = plain::split(line);
