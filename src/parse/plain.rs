@@ -198,11 +198,13 @@ fn message_after(line: &str, mut i: usize) -> &str {
         while j < b.len() && !b[j].is_ascii_whitespace() {
             j += 1;
         }
-        // A logger name ends with ':' and has no spaces: `dfs.DataNode$PacketResponder:`.
-        if j > start + 1
-            && b[j - 1] == b':'
-            && b[start..j - 1].iter().any(|c| *c == b'.' || *c == b'$')
-        {
+        // A logger name ends with ':' and has no spaces: `dfs.DataNode$PacketResponder:`;
+        // or, as Python's logging and oslo.log write it, is a dotted name followed by a
+        // bracketed context: `nova.compute.manager [req-1 ...] message`.
+        let dotted = b[start..j].iter().any(|c| *c == b'.' || *c == b'$');
+        let colon = j > start + 1 && b[j - 1] == b':';
+        let context_follows = b.get(j) == Some(&b' ') && b.get(j + 1) == Some(&b'[');
+        if dotted && (colon || context_follows) && !b[start].is_ascii_digit() {
             i = j;
             skip_punct(&mut i);
         } else {

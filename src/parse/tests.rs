@@ -249,6 +249,12 @@ fn header_less_lines_find_level_and_message() {
         ),
         ("Jun 14 15:16:01 host no tag here", None, "no tag here"),
         (
+            "2017-05-16 00:00:00.008 25746 INFO nova.osapi_compute.wsgi.server [req-38 - - -] 10.11.10.1 \"GET /v2\" status: 200",
+            Some(Level::Info),
+            "10.11.10.1 \"GET /v2\" status: 200",
+        ),
+        ("INFO 1.2.3.4 [x] y", Some(Level::Info), "1.2.3.4 [x] y"),
+        (
             "2015-07-29 17:41:44,747 - INFO  [QuorumPeer[myid=1]/0:0:0:0:0:0:0:0:2181:ZooKeeperServer@595] - Established session",
             Some(Level::Info),
             "Established session",
