@@ -81,6 +81,17 @@ impl InputArgs {
     }
 }
 
+/// The configuration, and the rules from `--rules` if given, else the configuration's.
+fn load_config_and_rules(config: Option<&Path>, rules: &[PathBuf]) -> Result<(Config, RuleSet)> {
+    let config = load_config(config)?;
+    let rules = load_rules(if rules.is_empty() {
+        &config.rules
+    } else {
+        rules
+    })?;
+    Ok((config, rules))
+}
+
 /// The configuration file, or the defaults.
 fn load_config(path: Option<&Path>) -> Result<Config> {
     match path {
@@ -209,12 +220,7 @@ fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
 }
 
 fn replay(a: ReplayArgs) -> Result<ExitCode> {
-    let config = load_config(a.config.as_deref())?;
-    let rules = load_rules(if a.rules.is_empty() {
-        &config.rules
-    } else {
-        &a.rules
-    })?;
+    let (config, rules) = load_config_and_rules(a.config.as_deref(), &a.rules)?;
     let parse = a.input.parse_config(&config.parse, !a.no_multiline);
     if a.output == Output::Hits {
         return replay_hits(&a, &parse, &config.fingerprint, &rules);
@@ -531,12 +537,7 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     let Some(input) = a.input_path.or(a.input_file) else {
         bail!("--input FILE is required");
     };
-    let config = load_config(a.config.as_deref())?;
-    let rules = load_rules(if a.rules.is_empty() {
-        &config.rules
-    } else {
-        &a.rules
-    })?;
+    let (config, rules) = load_config_and_rules(a.config.as_deref(), &a.rules)?;
     let parse = a.input.parse_config(&config.parse, true);
     let mut workers = a.workers.clone();
     workers.retain(|w| *w > 0);
