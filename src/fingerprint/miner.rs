@@ -291,7 +291,21 @@ impl Miner {
         let words: Vec<usize> = (0..self.tokens.len())
             .filter(|&i| mask::is_word(b, self.tokens[i]))
             .collect();
-        let first_word = words.first().copied();
+        // The bucket's first word is never generalised, so it must be a word that names the
+        // event: a package- or host-like name (`com.apple.cache.daily`) is a value, and is
+        // left to cardinality like any other position.
+        let first_word = words
+            .iter()
+            .copied()
+            .find(|&i| {
+                let t = self.tokens[i];
+                b[t.start as usize..t.end as usize]
+                    .iter()
+                    .filter(|c| **c == b'.')
+                    .count()
+                    < 2
+            })
+            .or(words.first().copied());
         let bucket = {
             let fw = first_word.map_or(0, |i| self.hashes[i]);
             let pos = first_word.map_or(u64::MAX, |i| i as u64);

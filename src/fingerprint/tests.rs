@@ -319,3 +319,14 @@ fn fingerprinter_uses_stack_signature_for_multiline_events() {
     let p = f.fingerprint(&plain);
     assert_eq!(f.template(&plain, &p), "user <*> logged in");
 }
+
+#[test]
+fn a_leading_package_name_is_a_value() {
+    let t = mine(&[
+        "com.apple.icloud.heartbeat: scheduler told me to run this job later",
+        "com.apple.Safari.Update: scheduler told me to run this job later",
+        "com.apple.CacheDelete.daily: scheduler told me to run this job later",
+    ]);
+    assert_eq!(t[0], "<*>: scheduler told me to run this job later");
+    assert!(t.iter().all(|x| x == &t[0]), "{t:?}");
+}
