@@ -191,7 +191,7 @@ impl Parser {
                     Some(decode_docker(f, ev, inner, log_format, year, stats))
                 } else {
                     stats.json_records += 1;
-                    fill_app_json(f, &String::from_utf8_lossy(raw), ev);
+                    fill_app_json(f, raw, ev);
                     Some(false)
                 }
             });
@@ -311,7 +311,7 @@ fn decode_docker(
         done = inner
             .with_fields(content.as_bytes(), |g| {
                 stats.json_records += 1;
-                fill_app_json(g, content, ev);
+                fill_app_json(g, content.as_bytes(), ev);
             })
             .is_some();
     }
@@ -329,9 +329,16 @@ fn decode_docker(
 
 /// An application JSON object: message, level, error, stack and time from common keys.
 /// Without a message key the whole object is the message, so rules still see its content.
-fn fill_app_json(f: &Fields<'_>, raw: &str, ev: &mut Event) {
-    let message = f.message.or(f.log).unwrap_or(raw);
-    push_clean(&mut ev.text, message, &mut ev.fallbacks);
+fn fill_app_json(f: &Fields<'_>, raw: &[u8], ev: &mut Event) {
+    match f.message.or(f.log) {
+        Some(message) => push_clean(&mut ev.text, message, &mut ev.fallbacks),
+        // Decoded only here: simd-json already validated the object, so this is rare.
+        None => push_clean(
+            &mut ev.text,
+            &String::from_utf8_lossy(raw),
+            &mut ev.fallbacks,
+        ),
+    }
     ev.message = 0..ev.text.len();
     if let Some(err) = f.error.filter(|e| !e.is_empty()) {
         ev.text.push('\n');

@@ -9,11 +9,6 @@ pub fn peak_rss_bytes() -> u64 {
     proc_status_kib("VmHWM:").map_or(0, |k| k * 1024)
 }
 
-/// Current resident set size in bytes (`VmRSS`), or 0 where unknown.
-pub fn rss_bytes() -> u64 {
-    proc_status_kib("VmRSS:").map_or(0, |k| k * 1024)
-}
-
 fn proc_status_kib(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;

@@ -258,13 +258,23 @@ impl Table {
 
     /// Fire every timer due at or before `now`, appending notifications to `out`.
     pub fn advance(&mut self, now: u64, out: &mut Vec<Incident>) {
-        while let Some(&Reverse((due, slot, generation))) = self.timers.peek() {
+        // Disjoint borrows: the config is read while entries and timers change.
+        let Table {
+            cfg,
+            entries,
+            index,
+            timers,
+            inhibit,
+            stats,
+            ..
+        } = self;
+        let cfg = &*cfg;
+        while let Some(&Reverse((due, slot, generation))) = timers.peek() {
             if due > now {
                 break;
             }
-            self.timers.pop();
-            let cfg = self.cfg.clone();
-            let Some(e) = self.entries[slot as usize].as_mut() else {
+            timers.pop();
+            let Some(e) = entries[slot as usize].as_mut() else {
                 continue;
             };
             // Only the entry's live item counts; others are stale.
@@ -272,11 +282,11 @@ impl Table {
                 continue;
             }
             e.scheduled = None;
-            match next_timer(e, &cfg) {
+            match next_timer(e, cfg) {
                 Some(next) if next <= due => {}
                 // Nothing due yet (the due moved later since this was pushed): re-arm.
                 _ => {
-                    schedule(&mut self.timers, e, slot, &cfg);
+                    schedule(timers, e, slot, cfg);
                     continue;
                 }
             }
@@ -284,17 +294,17 @@ impl Table {
             let notify = e.notify_due.is_some_and(|n| n <= due);
             let resolve = e.phase == Phase::Open && e.last_seen + ms(cfg.resolve_after) <= due;
             if notify && !resolve {
-                let suppressed = match self.inhibit.get(&e.key.service) {
+                let suppressed = match inhibit.get(&e.key.service) {
                     Some((until, by)) if !e.inhibits && due <= *until && by != &e.key => {
                         Some((*until, by.clone()))
                     }
                     _ => None,
                 };
                 if let Some((until, by)) = suppressed {
-                    self.stats.inhibited += 1;
+                    stats.inhibited += 1;
                     e.inhibited_by = Some(format!("{}/{}", by.service, by.fingerprint));
                     e.notify_due = Some(until + 1);
-                    related_to = self.index.get(&by).map(|&s| (s, e.id.clone()));
+                    related_to = index.get(&by).map(|&s| (s, e.id.clone()));
                 } else {
                     let state = e.next_state;
                     out.push(snapshot(e, state));
@@ -302,7 +312,7 @@ impl Table {
                     e.since_emit = 0;
                     e.last_emit = Some(due);
                     e.notify_due = None;
-                    self.stats.emitted += 1;
+                    stats.emitted += 1;
                 }
             } else if resolve {
                 out.push(snapshot(e, IncidentState::Resolved));
@@ -310,17 +320,17 @@ impl Table {
                 e.since_emit = 0;
                 e.last_emit = Some(due);
                 e.notify_due = None;
-                self.stats.emitted += 1;
+                stats.emitted += 1;
             } else {
                 // repeat_interval: still open, nothing new since the last notification.
                 out.push(snapshot(e, IncidentState::Updated));
                 e.last_emit = Some(due);
-                self.stats.emitted += 1;
+                stats.emitted += 1;
             }
-            schedule(&mut self.timers, e, slot, &cfg);
+            schedule(timers, e, slot, cfg);
             // The inhibitor lists what it suppressed, when it lives in this shard.
             if let Some((s, id)) = related_to
-                && let Some(inh) = self.entries[s as usize].as_mut()
+                && let Some(inh) = entries[s as usize].as_mut()
                 && !inh.related.contains(&id)
                 && inh.related.len() < 32
             {
