@@ -8,23 +8,63 @@ use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::MinerConfig;
 use crate::parse::ParseConfig;
+use crate::source::SourcesConfig;
 use crate::window::WindowConfig;
 
 /// The commented defaults printed by `medic config --print-defaults`.
 pub const DEFAULTS_YAML: &str = include_str!("config.yaml");
 
 /// Everything medic can be configured with.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Rule files or directories; empty means `./rules` if present, else the built-in rules.
     pub rules: Vec<PathBuf>,
+    /// Where `medic run` keeps read positions and, by default, its incident log.
+    pub state_dir: PathBuf,
+    /// Where incidents go.
+    pub output: OutputConfig,
+    /// Live sources (`medic run`, `medic tap`).
+    pub sources: SourcesConfig,
     /// Parsing.
     pub parse: ParseConfig,
     /// Template mining.
     pub fingerprint: MinerConfig,
     /// Incident windowing.
     pub window: WindowConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rules: Vec::new(),
+            state_dir: PathBuf::from("/var/lib/medic"),
+            output: OutputConfig::default(),
+            sources: SourcesConfig::default(),
+            parse: ParseConfig::default(),
+            fingerprint: MinerConfig::default(),
+            window: WindowConfig::default(),
+        }
+    }
+}
+
+/// Incident outputs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// JSON-lines file every incident notification is appended to; null means
+    /// `<state_dir>/incidents.jsonl`.
+    pub incidents: Option<PathBuf>,
+}
+
+impl Config {
+    /// The incident log path.
+    pub fn incidents_path(&self) -> PathBuf {
+        self.output
+            .incidents
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("incidents.jsonl"))
+    }
 }
 
 /// A configuration error, located.

@@ -15,6 +15,8 @@ use medic::fingerprint::{ClusterId, MinerConfig};
 use medic::parse::{Format, ParseConfig};
 use medic::pipeline::{Core, ReplayConfig};
 
+mod live_cmd;
+
 #[derive(ClapParser)]
 #[command(
     name = "medic",
@@ -38,6 +40,39 @@ enum Command {
     Bench(BenchArgs),
     /// Print the default configuration, or check a configuration file.
     Config(ConfigArgs),
+    /// The sidecar: follow the configured sources (by default every container of the local
+    /// Docker engine) through the pipeline, appending incidents to the incident log.
+    Run(RunArgs),
+    /// Print every record the configured sources read, as JSON lines, until interrupted.
+    Tap(TapArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (YAML; see `medic config --print-defaults`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Rule files or directories (default: the config's, else ./rules if present, else the
+    /// built-in rules). Reloaded on SIGHUP and when a file changes.
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    /// State directory for read positions and the incident log [default: the config's].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Window worker threads [default: the config's].
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Args)]
+struct TapArgs {
+    /// Configuration file (YAML): its `sources` section says what to read.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Resume from and save read positions in this directory. Without it, tap starts each
+    /// time from the look-back and saves nothing.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -192,6 +227,8 @@ fn main() -> ExitCode {
         Command::CheckRules(a) => check_rules(a),
         Command::Bench(a) => bench(a),
         Command::Config(a) => config_cmd(a),
+        Command::Run(a) => live_cmd::run(a),
+        Command::Tap(a) => live_cmd::tap(a),
     };
     match result {
         Ok(code) => code,

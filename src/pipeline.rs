@@ -4,6 +4,12 @@
 //! [`Core`] is synchronous and allocation-free per line in the steady state. The commands
 //! (`replay`, `templates`, `bench`) and later the windowing dataflow drive it.
 
+mod live;
+
+pub use live::{
+    LiveConfig, LiveShared, LiveStats, RulesHandle, route, run_live, source_parse_config,
+};
+
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,6 +87,46 @@ impl<'r> Core<'r> {
             merges: Vec::new(),
             fingerprint_all: true,
         })
+    }
+
+    /// Build the stages around an existing fingerprinter: after a rule reload, templates
+    /// and their history carry over.
+    pub fn with_fingerprinter(
+        parse: &ParseConfig,
+        fingerprinter: Fingerprinter,
+        rules: &'r RuleSet,
+    ) -> Result<Core<'r>, ParseError> {
+        Ok(Core {
+            parser: Parser::new(parse)?,
+            detector: Detector::new(rules),
+            fingerprinter,
+            detection: Detection::default(),
+            depth: Depth::Fingerprint,
+            merges: Vec::new(),
+            fingerprint_all: true,
+        })
+    }
+
+    /// Give the fingerprinter back (to rebuild the stages around it).
+    pub fn into_fingerprinter(self) -> Fingerprinter {
+        self.fingerprinter
+    }
+
+    /// Detect and fingerprint one event that another parser produced (live sources keep a
+    /// parser per stream, and share this core's detector and templates).
+    pub fn process(&mut self, ev: &Event, line: u64, origin: &Origin, mut f: impl FnMut(Seen<'_>)) {
+        Self::downstream(
+            ev,
+            line,
+            origin,
+            self.depth,
+            self.fingerprint_all,
+            &mut self.detector,
+            &mut self.fingerprinter,
+            &mut self.detection,
+            &mut self.merges,
+            &mut f,
+        );
     }
 
     /// Stop after `depth`.
@@ -308,6 +354,51 @@ fn incident_key(
     )
 }
 
+/// The window record of an event, when it hit a rule: only rule hits become incidents. A
+/// hit whose template is new (after the warm-up) opens one at once through the
+/// new-fingerprint trigger.
+pub(crate) fn hit_of(
+    seen: &Seen<'_>,
+    rules: &RuleSet,
+    origin: &Origin,
+    time_ms: u64,
+    fp: &Fingerprinted,
+) -> Option<Hit> {
+    if !seen.detection.is_hit() {
+        return None;
+    }
+    let ev = seen.event;
+    let mut hit_rules = Vec::with_capacity(seen.detection.rules.len());
+    let mut inhibits = false;
+    let mut labels = Vec::new();
+    for &r in &seen.detection.rules {
+        let rule = rules.rule(r);
+        hit_rules.push(rule.id().to_string());
+        inhibits |= rule.rule.inhibits;
+        labels.extend(rule.rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let service = origin
+        .service
+        .clone()
+        .unwrap_or_else(|| origin.name.clone());
+    let primary = seen.detection.rules.first().map(|&r| rules.rule(r));
+    let (key, route, threshold) = incident_key(primary, service, fp);
+    Some(Hit {
+        time_ms,
+        key,
+        rules: hit_rules,
+        severity: seen.detection.severity.unwrap_or(Severity::Low),
+        inhibits,
+        template: seen.fingerprinter.template(ev, fp),
+        text: ev.text.clone(),
+        source: origin.name.clone(),
+        labels,
+        new_template: fp.new_template,
+        route,
+        threshold,
+    })
+}
+
 /// Everything `replay` needs, owned, so every worker thread can build its own stages.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayConfig {
@@ -413,42 +504,9 @@ pub fn replay(
                         for &(from, to) in seen.merges {
                             feeder.alias(from, to, fp.route, last_ms);
                         }
-                        // Only rule hits become incidents; a hit whose template is new (after
-                        // the warm-up) opens one at once through the new-fingerprint trigger.
-                        if !seen.detection.is_hit() {
-                            return;
+                        if let Some(hit) = hit_of(&seen, &rules, &origin, last_ms, &fp) {
+                            feeder.push(hit);
                         }
-                        let mut hit_rules = Vec::with_capacity(seen.detection.rules.len());
-                        let mut inhibits = false;
-                        let mut labels = Vec::new();
-                        for &r in &seen.detection.rules {
-                            let rule = rules.rule(r);
-                            hit_rules.push(rule.id().to_string());
-                            inhibits |= rule.rule.inhibits;
-                            labels.extend(
-                                rule.rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())),
-                            );
-                        }
-                        let service = origin
-                            .service
-                            .clone()
-                            .unwrap_or_else(|| origin.name.clone());
-                        let primary = seen.detection.rules.first().map(|&r| rules.rule(r));
-                        let (key, route, threshold) = incident_key(primary, service, &fp);
-                        feeder.push(Hit {
-                            time_ms: last_ms,
-                            key,
-                            rules: hit_rules,
-                            severity: seen.detection.severity.unwrap_or(Severity::Low),
-                            inhibits,
-                            template: seen.fingerprinter.template(ev, &fp),
-                            text: ev.text.clone(),
-                            source: origin.name.clone(),
-                            labels,
-                            new_template: fp.new_template,
-                            route,
-                            threshold,
-                        });
                     })
                     .map_err(|e| format!("reading {file}: {e}"))?;
                 // Every worker reads a shared file whole; count its lines once.

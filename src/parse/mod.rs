@@ -25,7 +25,7 @@ pub use config::{Format, MultilineConfig, ParseConfig};
 pub use json::{epoch_to_nanos, parse_rfc3339};
 pub use logformat::LogFormat;
 
-use crate::event::{Event, Fallback};
+use crate::event::{Event, Fallback, Stream};
 use json::{Fields, JsonParser};
 use multiline::Joiner;
 
@@ -140,6 +140,48 @@ impl Parser {
         }
         let before = self.joiner.bound_hits();
         let ready = self.joiner.push(partial, now_ms);
+        if self.joiner.bound_hits() != before {
+            self.stats.fallbacks[Fallback::MultilineBound as usize] += 1;
+        }
+        self.stats.multiline_joins = self.joiner.joins();
+        self.emitted(ready)
+    }
+
+    /// Decode one line whose transport already gave its stream and time (the Docker Engine
+    /// API, after joining Docker's partial records): the content is parsed as application
+    /// JSON or plain text, and the transport's time wins over one in the text.
+    pub fn push_content(
+        &mut self,
+        content: &[u8],
+        stream: Stream,
+        time_ns: Option<i64>,
+        truncated: bool,
+        now_ms: u64,
+    ) -> Option<&Event> {
+        self.stats.lines += 1;
+        self.stats.bytes += content.len() as u64;
+        let ev = &mut self.joiner.scratch;
+        ev.clear();
+        ev.lines = 1;
+        if truncated {
+            ev.fallbacks.insert(Fallback::Truncated);
+        }
+        let text = decode_utf8(content, &mut ev.fallbacks);
+        fill_content(
+            &text,
+            time_ns,
+            ev,
+            &mut self.inner,
+            self.log_format.as_ref(),
+            self.syslog_year,
+            &mut self.stats,
+        );
+        ev.stream = stream;
+        for f in self.joiner.scratch.fallbacks.iter() {
+            self.stats.fallbacks[f as usize] += 1;
+        }
+        let before = self.joiner.bound_hits();
+        let ready = self.joiner.push(false, now_ms);
         if self.joiner.bound_hits() != before {
             self.stats.fallbacks[Fallback::MultilineBound as usize] += 1;
         }
@@ -306,6 +348,22 @@ fn decode_docker(
         None => (log, true),
     };
     let content = content.strip_suffix('\r').unwrap_or(content);
+    fill_content(content, docker_time, ev, inner, log_format, year, stats);
+    ev.stream = f.stream();
+    partial
+}
+
+/// A line's content after its transport framing: application JSON, else plain text. The
+/// transport's time, when it has one, wins over a time in the content.
+fn fill_content(
+    content: &str,
+    transport_time: Option<i64>,
+    ev: &mut Event,
+    inner: &mut JsonParser,
+    log_format: Option<&LogFormat>,
+    year: i32,
+    stats: &mut ParseStats,
+) {
     let mut done = false;
     if first_non_space(content.as_bytes()) == Some(b'{') {
         done = inner
@@ -316,15 +374,13 @@ fn decode_docker(
             .is_some();
     }
     if !done {
-        // The record's own time wins; set it first so the line's prefix is not parsed.
-        ev.time_ns = docker_time;
+        // Set the transport's time first so the line's own prefix is not parsed.
+        ev.time_ns = transport_time;
         fill_plain(content, ev, log_format, year);
     }
-    ev.stream = f.stream();
-    if docker_time.is_some() {
-        ev.time_ns = docker_time;
+    if transport_time.is_some() {
+        ev.time_ns = transport_time;
     }
-    partial
 }
 
 /// An application JSON object: message, level, error, stack and time from common keys.

@@ -156,6 +156,12 @@ impl Feeder<'_> {
         });
     }
 
+    /// Let the dataflow make progress (live feeds call this on their timer, so timers fire
+    /// and notifications go out while no records arrive).
+    pub fn step(&mut self) {
+        self.worker.step();
+    }
+
     /// Tell the dataflow that event time has reached `now_ms` on this worker even without
     /// records (live sources call this on a timer so incidents resolve during silence).
     pub fn advance(&mut self, watermark: u64) {

@@ -1,0 +1,347 @@
+//! The long-running commands, `medic run` and `medic tap`: signals, the checkpoint timer,
+//! rule reloads and the incident log. Part of the binary, like `main.rs`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use medic::event::{Incident, format_rfc3339};
+use medic::parse::Parser;
+use medic::pipeline::{LiveConfig, LiveShared, LiveStats, RulesHandle};
+use medic::source::{CheckpointStore, SourceMsg, StartCursors, Stop};
+
+use crate::{RunArgs, TapArgs, load_config, load_rules};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("medic-io")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn open_store(dir: &Path) -> Result<(Arc<Mutex<CheckpointStore>>, StartCursors)> {
+    let (store, warning) = CheckpointStore::open(dir)?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+        eprintln!("medic: warning: {w}");
+    }
+    let start: StartCursors = Arc::new(
+        store
+            .cursors()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+    );
+    Ok((Arc::new(Mutex::new(store)), start))
+}
+
+fn flush_store(store: &Mutex<CheckpointStore>) {
+    let result = match store.lock() {
+        Ok(mut s) => s.flush(),
+        Err(p) => p.into_inner().flush(),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot save read positions");
+    }
+}
+
+/// The rule files behind `paths` (directories expanded) with their modification times, to
+/// notice edits. Empty for the built-in rules.
+fn rule_files(paths: &[PathBuf]) -> BTreeMap<PathBuf, Option<SystemTime>> {
+    let mut out = BTreeMap::new();
+    let roots: Vec<PathBuf> = if paths.is_empty() && Path::new("rules").is_dir() {
+        vec![PathBuf::from("rules")]
+    } else {
+        paths.to_vec()
+    };
+    for root in roots {
+        let files: Vec<PathBuf> = match std::fs::read_dir(&root) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect(),
+            Err(_) => vec![root.clone()],
+        };
+        for f in files {
+            let m = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+            out.insert(f, m);
+        }
+    }
+    out
+}
+
+/// `medic run`.
+pub fn run(a: RunArgs) -> Result<ExitCode> {
+    let mut config = load_config(a.config.as_deref())?;
+    if let Some(d) = a.state_dir {
+        config.state_dir = d;
+    }
+    if let Some(w) = a.workers {
+        config.window.workers = w;
+    }
+    let rule_paths = if a.rules.is_empty() {
+        config.rules.clone()
+    } else {
+        a.rules.clone()
+    };
+    let rules = RulesHandle::new(load_rules(&rule_paths)?);
+    // Validate once so a bad parse setting is an error now, not a worker failure later.
+    Parser::new(&config.parse)?;
+    let (store, start) = open_store(&config.state_dir)?;
+    let incidents_path = config.incidents_path();
+    if let Some(dir) = incidents_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let incidents = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&incidents_path)
+        .with_context(|| format!("cannot open {}", incidents_path.display()))?;
+    let incidents = Mutex::new(incidents);
+    let sink = move |inc: Incident| {
+        tracing::info!(id = %inc.id, state = ?inc.state, service = %inc.key.service, count = inc.count, template = %inc.template, "incident");
+        let Ok(line) = serde_json::to_string(&inc) else {
+            return;
+        };
+        if let Ok(mut f) = incidents.lock()
+            && let Err(e) = writeln!(f, "{line}")
+        {
+            tracing::error!(error = %e, "cannot append to the incident log");
+        }
+    };
+
+    let rt = runtime()?;
+    let (mut running, rx) = medic::source::start::start(
+        &config.sources,
+        config.parse.max_line_bytes,
+        start,
+        rt.handle(),
+    );
+    let workers = config.window.workers.max(1);
+    let receivers = if workers > 1 {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| mpsc::channel::<SourceMsg>(config.sources.channel_capacity.max(1)))
+            .unzip();
+        rt.spawn(medic::pipeline::route(rx, txs));
+        rxs
+    } else {
+        vec![rx]
+    };
+    let shared = LiveShared {
+        checkpoints: Arc::clone(&store),
+        lag: Arc::default(),
+        stats: Arc::new(LiveStats::default()),
+        stop: Stop::default(),
+    };
+    let live_cfg = LiveConfig {
+        parse: config.parse.clone(),
+        miner: config.fingerprint.clone(),
+        window: config.window.clone(),
+    };
+    let pipeline = {
+        let (rules, shared, handle) = (rules.clone(), shared.clone(), rt.handle().clone());
+        std::thread::Builder::new()
+            .name("medic-pipeline".into())
+            .spawn(move || {
+                medic::pipeline::run_live(live_cfg, rules, receivers, shared, handle, sink)
+            })?
+    };
+    eprintln!(
+        "medic run: state in {}, incidents to {}",
+        config.state_dir.display(),
+        incidents_path.display()
+    );
+    let every = config
+        .sources
+        .checkpoint_interval
+        .max(Duration::from_millis(10));
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut flush = tokio::time::interval(every);
+        let mut watch = tokio::time::interval(Duration::from_secs(2));
+        let mut status = tokio::time::interval(Duration::from_secs(60));
+        let mut seen = rule_files(&rule_paths);
+        let reload = |why: &str| match load_rules(&rule_paths) {
+            Ok(set) => {
+                tracing::info!(reason = why, rules = set.rules().len(), "reloading rules");
+                rules.replace(set);
+            }
+            Err(e) => tracing::error!(error = %e, "rule reload failed; keeping the current rules"),
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload("SIGHUP"),
+                _ = watch.tick() => {
+                    let now = rule_files(&rule_paths);
+                    if now != seen {
+                        seen = now;
+                        reload("rule file changed");
+                    }
+                }
+                _ = flush.tick() => {
+                    flush_store(&store);
+                    if pipeline.is_finished() {
+                        break;
+                    }
+                }
+                _ = status.tick() => {
+                    let lag = shared.lag.lock().map(|l| l.clone()).unwrap_or_default();
+                    for (k, l) in lag {
+                        tracing::info!(source = %k, lines = l.lines, bytes = l.bytes, lag_ms = ?l.lag_ms, "source");
+                    }
+                }
+            }
+        }
+        tracing::info!("shutting down: stopping sources, draining the pipeline");
+        running.stop().await;
+        anyhow::Ok(())
+    })?;
+    shared.stop.stop();
+    let result = pipeline
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+    flush_store(&store);
+    let window = result?;
+    let s = &shared.stats;
+    eprintln!(
+        "medic run: {} records, {} events, {} hits, {} notifications, {} late, {} rule reloads",
+        s.records.load(Ordering::Relaxed),
+        s.events.load(Ordering::Relaxed),
+        s.hits.load(Ordering::Relaxed),
+        window.emitted.load(Ordering::Relaxed),
+        window.late.load(Ordering::Relaxed),
+        s.reloads.load(Ordering::Relaxed),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `medic tap`.
+pub fn tap(a: TapArgs) -> Result<ExitCode> {
+    let config = load_config(a.config.as_deref())?;
+    let (store, start) = match &a.state_dir {
+        Some(d) => {
+            let (s, start) = open_store(d)?;
+            (Some(s), start)
+        }
+        None => (None, StartCursors::default()),
+    };
+    let rt = runtime()?;
+    let (mut running, mut rx) = medic::source::start::start(
+        &config.sources,
+        config.parse.max_line_bytes,
+        start,
+        rt.handle(),
+    );
+    let every = config
+        .sources
+        .checkpoint_interval
+        .max(Duration::from_millis(10));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut handled: BTreeMap<String, medic::source::Cursor> = BTreeMap::new();
+    let mut count = 0u64;
+    let mut print = |msg: SourceMsg,
+                     out: &mut std::io::BufWriter<std::io::StdoutLock<'_>>,
+                     handled: &mut BTreeMap<String, medic::source::Cursor>|
+     -> std::io::Result<()> {
+        match msg {
+            SourceMsg::Record(r) => {
+                let o = &r.source.origin;
+                let rec = serde_json::json!({
+                    "source": o.kind,
+                    "container": r.source.container_id.as_ref().map(|_| &o.name),
+                    "container_id": r.source.container_id,
+                    "file": (o.kind == "file").then_some(&o.name),
+                    "stream": r.stream,
+                    "timestamp": r.time_ns.map(format_rfc3339),
+                    "message": String::from_utf8_lossy(&r.line),
+                    "truncated": r.truncated,
+                });
+                writeln!(out, "{rec}")?;
+                count += 1;
+                if let Some(c) = r.cursor {
+                    handled.insert(r.source.key.clone(), c);
+                }
+            }
+            SourceMsg::Closed(_) => {}
+            SourceMsg::Forget(k) => {
+                handled.remove(&k);
+                if let Some(s) = &store
+                    && let Ok(mut s) = s.lock()
+                {
+                    s.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    };
+    // Positions are stored only once the lines they cover are written out.
+    let commit = |handled: &mut BTreeMap<String, medic::source::Cursor>| {
+        if let Some(s) = &store
+            && let Ok(mut s) = s.lock()
+        {
+            for (k, c) in std::mem::take(handled) {
+                s.set(&k, c);
+            }
+        }
+    };
+    let result: Result<()> = rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut flush = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = flush.tick() => {
+                    if let Some(s) = &store {
+                        flush_store(s);
+                    }
+                }
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    print(msg, &mut out, &mut handled)?;
+                    while let Ok(m) = rx.try_recv() {
+                        print(m, &mut out, &mut handled)?;
+                    }
+                    out.flush()?;
+                    commit(&mut handled);
+                }
+            }
+        }
+        running.stop().await;
+        // Whatever the sources queued before stopping is still printed and committed.
+        while let Ok(m) = rx.try_recv() {
+            print(m, &mut out, &mut handled)?;
+        }
+        out.flush()?;
+        commit(&mut handled);
+        Ok(())
+    });
+    if let Some(s) = &store {
+        flush_store(s);
+    }
+    match result {
+        Ok(()) => {}
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {}
+        Err(e) => return Err(e),
+    }
+    eprintln!("medic tap: {count} records");
+    Ok(ExitCode::SUCCESS)
+}

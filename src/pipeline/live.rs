@@ -1,0 +1,446 @@
+//! Live wiring for `medic run`: source messages → a parser per source → the shared
+//! detector and template miner → the window dataflow → the incident sink.
+//!
+//! Each window worker owns a receiver; with several workers, [`route`] spreads sources over
+//! them by key, so one source's lines stay in order on one worker. A record's position is
+//! published to the checkpoint store only after the record went through every stage.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::{Core, hit_of};
+use crate::detect::RuleSet;
+use crate::event::{Event, Incident, Origin};
+use crate::fingerprint::{Fingerprinter, MinerConfig};
+use crate::parse::{Format, ParseConfig, Parser};
+use crate::source::{
+    CheckpointStore, Cursor, Framing, LagTable, SourceInfo, SourceMsg, Stop, now_ns,
+};
+use crate::window::{self, Feeder, WindowConfig, WindowError};
+
+/// How often a live worker flushes due multiline events, advances event time, publishes
+/// positions and checks for a rule reload when no records arrive.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Messages taken from the channel before the worker looks at its timers again.
+const BATCH: usize = 4096;
+
+/// Stage settings for live running.
+#[derive(Debug, Clone, Default)]
+pub struct LiveConfig {
+    /// Parse settings (per-source labels override some).
+    pub parse: ParseConfig,
+    /// Miner settings.
+    pub miner: MinerConfig,
+    /// Window settings.
+    pub window: WindowConfig,
+}
+
+/// Rules that can be replaced while running (SIGHUP, or a rule file changed).
+#[derive(Debug, Clone)]
+pub struct RulesHandle {
+    current: Arc<Mutex<Arc<RuleSet>>>,
+    generation: Arc<AtomicU64>,
+}
+
+impl RulesHandle {
+    /// A handle holding `set`.
+    pub fn new(set: RuleSet) -> RulesHandle {
+        RulesHandle {
+            current: Arc::new(Mutex::new(Arc::new(set))),
+            generation: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The rules in force and their generation.
+    pub fn current(&self) -> (Arc<RuleSet>, u64) {
+        let set = match self.current.lock() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        };
+        (set, self.generation.load(Ordering::Acquire))
+    }
+
+    /// Replace the rules; workers switch at their next tick, keeping their templates.
+    pub fn replace(&self, set: RuleSet) {
+        match self.current.lock() {
+            Ok(mut g) => *g = Arc::new(set),
+            Err(p) => *p.into_inner() = Arc::new(set),
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// Counters of a live run, summed over workers.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Records handled.
+    pub records: AtomicU64,
+    /// Events after multiline joining.
+    pub events: AtomicU64,
+    /// Events that hit a rule.
+    pub hits: AtomicU64,
+    /// Rule reloads taken up (per worker).
+    pub reloads: AtomicU64,
+}
+
+/// What the workers share with the rest of the process.
+#[derive(Debug, Clone)]
+pub struct LiveShared {
+    /// Positions of handled records; the caller flushes it on its own timer.
+    pub checkpoints: Arc<Mutex<CheckpointStore>>,
+    /// Lag per source.
+    pub lag: LagTable,
+    /// Counters.
+    pub stats: Arc<LiveStats>,
+    /// Set at shutdown: workers drain what is queued, then finish.
+    pub stop: Stop,
+}
+
+/// The parse settings of one source: the configuration, with its `medic.log-format` and
+/// `medic.multiline` labels on top.
+pub fn source_parse_config(base: &ParseConfig, info: &SourceInfo) -> ParseConfig {
+    let mut cfg = base.clone();
+    if let Some(f) = &info.log_format {
+        match f.as_str() {
+            "auto" => cfg.format = Format::Auto,
+            "json" => cfg.format = Format::Json,
+            "plain" => cfg.format = Format::Plain,
+            "docker-json" | "docker_json" => cfg.format = Format::DockerJson,
+            header => cfg.log_format = Some(header.to_string()),
+        }
+    }
+    if let Some(m) = info.multiline {
+        cfg.multiline.enabled = m;
+    }
+    cfg
+}
+
+/// Spread source messages over worker channels by source key; `Forget` goes to all.
+pub async fn route(mut rx: mpsc::Receiver<SourceMsg>, txs: Vec<mpsc::Sender<SourceMsg>>) {
+    let n = txs.len().max(1);
+    let shard = |key: &str| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        (h.finish() % n as u64) as usize
+    };
+    while let Some(msg) = rx.recv().await {
+        let to = match &msg {
+            SourceMsg::Record(r) => shard(&r.source.key),
+            SourceMsg::Closed(i) => shard(&i.key),
+            SourceMsg::Forget(k) => {
+                for t in &txs[..txs.len().saturating_sub(1)] {
+                    let _ = t.send(SourceMsg::Forget(k.clone())).await;
+                }
+                txs.len().saturating_sub(1)
+            }
+        };
+        if txs[to].send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct SourceState {
+    parser: Parser,
+    info: Arc<SourceInfo>,
+}
+
+/// Run the live pipeline until every receiver is closed (or `shared.stop` is set and the
+/// queues are drained). One receiver per window worker.
+pub fn run_live(
+    cfg: LiveConfig,
+    rules: RulesHandle,
+    receivers: Vec<mpsc::Receiver<SourceMsg>>,
+    shared: LiveShared,
+    runtime: tokio::runtime::Handle,
+    sink: impl Fn(Incident) + Send + Sync + 'static,
+) -> Result<Arc<window::WindowStats>, WindowError> {
+    let mut window_cfg = cfg.window.clone();
+    window_cfg.workers = receivers.len().max(1);
+    let receivers: Arc<Mutex<Vec<Option<mpsc::Receiver<SourceMsg>>>>> =
+        Arc::new(Mutex::new(receivers.into_iter().map(Some).collect()));
+    let lateness = cfg.window.allowed_lateness.as_millis() as u64;
+    window::run(
+        &window_cfg,
+        move |feeder| {
+            let (index, _) = feeder.shard();
+            let rx = receivers
+                .lock()
+                .map_err(|_| "receiver lock poisoned".to_string())?
+                .get_mut(index)
+                .and_then(Option::take)
+                .ok_or_else(|| format!("no receiver for worker {index}"))?;
+            let mut w = Worker {
+                cfg: &cfg,
+                rules: &rules,
+                shared: &shared,
+                rx,
+                sources: HashMap::new(),
+                acked: HashMap::new(),
+                epoch: Instant::now(),
+                line: 0,
+                lateness,
+            };
+            w.run(feeder, &runtime);
+            Ok(())
+        },
+        sink,
+    )
+}
+
+struct Worker<'a> {
+    cfg: &'a LiveConfig,
+    rules: &'a RulesHandle,
+    shared: &'a LiveShared,
+    rx: mpsc::Receiver<SourceMsg>,
+    sources: HashMap<String, SourceState>,
+    acked: HashMap<String, Cursor>,
+    epoch: Instant,
+    line: u64,
+    lateness: u64,
+}
+
+enum Next {
+    Reload,
+    Done,
+}
+
+impl Worker<'_> {
+    fn run(&mut self, feeder: &mut Feeder<'_>, runtime: &tokio::runtime::Handle) {
+        let mut fingerprinter = Fingerprinter::new(self.cfg.miner.clone());
+        loop {
+            let (set, generation) = self.rules.current();
+            let core = match Core::with_fingerprinter(&self.cfg.parse, fingerprinter, &set) {
+                Ok(c) => c,
+                Err(e) => {
+                    // The configuration was validated at start; this cannot change later.
+                    tracing::error!(error = %e, "cannot build the pipeline stages");
+                    return;
+                }
+            };
+            let mut core = core.fingerprint_all(true);
+            let next = self.serve(&mut core, &set, generation, feeder, runtime);
+            fingerprinter = core.into_fingerprinter();
+            match next {
+                Next::Reload => {
+                    self.shared.stats.reloads.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        rules = self.rules.current().0.rules().len(),
+                        "rules reloaded"
+                    );
+                }
+                Next::Done => return,
+            }
+        }
+    }
+
+    fn serve(
+        &mut self,
+        core: &mut Core<'_>,
+        set: &RuleSet,
+        generation: u64,
+        feeder: &mut Feeder<'_>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Next {
+        let mut last_tick = Instant::now();
+        loop {
+            let first =
+                runtime.block_on(async { tokio::time::timeout(TICK, self.rx.recv()).await });
+            let mut closed = false;
+            let mut next = match first {
+                Ok(Some(m)) => Some(m),
+                Ok(None) => {
+                    closed = true;
+                    None
+                }
+                Err(_) => None,
+            };
+            let mut taken = 0;
+            while let Some(msg) = next {
+                self.handle(msg, core, set, feeder);
+                taken += 1;
+                next = if taken < BATCH {
+                    self.rx.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            if !closed && self.shared.stop.stopped() && self.rx.is_empty() {
+                closed = true;
+            }
+            if closed || last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick(core, set, feeder, closed);
+            }
+            if closed {
+                return Next::Done;
+            }
+            if self.rules.generation() != generation {
+                return Next::Reload;
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        msg: SourceMsg,
+        core: &mut Core<'_>,
+        set: &RuleSet,
+        feeder: &mut Feeder<'_>,
+    ) {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        match msg {
+            SourceMsg::Record(r) => {
+                let key = &r.source.key;
+                if !self.sources.contains_key(key) {
+                    let parse = source_parse_config(&self.cfg.parse, &r.source);
+                    let parser = Parser::new(&parse).or_else(|e| {
+                        tracing::warn!(source = %r.source.origin.name, error = %e, "bad per-source parse settings (labels); using the configuration's");
+                        Parser::new(&self.cfg.parse)
+                    });
+                    let Ok(parser) = parser else { return };
+                    self.sources.insert(
+                        key.clone(),
+                        SourceState {
+                            parser,
+                            info: Arc::clone(&r.source),
+                        },
+                    );
+                }
+                let Some(st) = self.sources.get_mut(key) else {
+                    return;
+                };
+                // The source's latest metadata (a rename) wins.
+                st.info = Arc::clone(&r.source);
+                self.line += 1;
+                let ev = match r.framing {
+                    Framing::Line => st.parser.push(&r.line, r.truncated, now_ms),
+                    Framing::Content => {
+                        st.parser
+                            .push_content(&r.line, r.stream, r.time_ns, r.truncated, now_ms)
+                    }
+                };
+                if let Some(ev) = ev {
+                    downstream(
+                        core,
+                        set,
+                        feeder,
+                        ev,
+                        self.line,
+                        &st.info.origin,
+                        self.shared,
+                    );
+                }
+                if let Some(c) = r.cursor {
+                    self.acked.insert(key.clone(), c);
+                }
+                self.shared.stats.records.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut lag) = self.shared.lag.lock() {
+                    let l = lag.entry(key.clone()).or_default();
+                    l.lines += 1;
+                    l.bytes += r.line.len() as u64;
+                    if let Some(t) = r.time_ns {
+                        l.lag_ms = Some((now_ns() - t) / 1_000_000);
+                    }
+                }
+            }
+            SourceMsg::Closed(info) => {
+                if let Some(mut st) = self.sources.remove(&info.key)
+                    && let Some(ev) = st.parser.finish()
+                {
+                    downstream(
+                        core,
+                        set,
+                        feeder,
+                        ev,
+                        self.line,
+                        &st.info.origin,
+                        self.shared,
+                    );
+                }
+            }
+            SourceMsg::Forget(key) => {
+                self.sources.remove(&key);
+                self.acked.remove(&key);
+                if let Ok(mut s) = self.shared.checkpoints.lock() {
+                    s.remove(&key);
+                }
+                if let Ok(mut lag) = self.shared.lag.lock() {
+                    lag.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Flush multiline events that waited long enough (or all, at the end), move event
+    /// time to the wall clock, publish positions, and let the dataflow run.
+    fn tick(&mut self, core: &mut Core<'_>, set: &RuleSet, feeder: &mut Feeder<'_>, end: bool) {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        for st in self.sources.values_mut() {
+            let ev = if end {
+                st.parser.finish()
+            } else {
+                st.parser.flush_due(now_ms)
+            };
+            if let Some(ev) = ev {
+                downstream(
+                    core,
+                    set,
+                    feeder,
+                    ev,
+                    self.line,
+                    &st.info.origin,
+                    self.shared,
+                );
+            }
+        }
+        let wall_ms = (now_ns() / 1_000_000).max(0) as u64;
+        feeder.advance(wall_ms.saturating_sub(self.lateness));
+        feeder.step();
+        if !self.acked.is_empty()
+            && let Ok(mut store) = self.shared.checkpoints.lock()
+        {
+            for (k, c) in self.acked.drain() {
+                store.set(&k, c);
+            }
+        }
+    }
+}
+
+fn downstream(
+    core: &mut Core<'_>,
+    set: &RuleSet,
+    feeder: &mut Feeder<'_>,
+    ev: &Event,
+    line: u64,
+    origin: &Origin,
+    shared: &LiveShared,
+) {
+    // Lines without a time of their own are stamped with the wall clock.
+    let time_ms = ev
+        .time_ns
+        .unwrap_or_else(now_ns)
+        .div_euclid(1_000_000)
+        .max(0) as u64;
+    shared.stats.events.fetch_add(1, Ordering::Relaxed);
+    core.process(ev, line, origin, |seen| {
+        let Some(fp) = seen.fingerprint else { return };
+        for &(from, to) in seen.merges {
+            feeder.alias(from, to, fp.route, time_ms);
+        }
+        if let Some(hit) = hit_of(&seen, set, origin, time_ms, &fp) {
+            shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+            feeder.push(hit);
+        }
+    });
+}

@@ -1,0 +1,220 @@
+//! Tailing files on a thread of their own: plain files, and Docker's json-file logs.
+//!
+//! The tail follows the path, not the open file: at end of file it checks whether the path
+//! now names another inode (rotation by rename and create: the old file was read to its
+//! end first, so nothing is lost) or is shorter than the offset (copytruncate: start again
+//! at 0). Positions are (inode, offset) cursors; on restart the tail resumes at the offset
+//! when the inode matches, reads the rest of the rotated file (`<path>.1`) when that is
+//! where the inode went, and otherwise reads the new file from its start.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Cursor, Framing, ReadFrom, Record, SourceInfo, SourceMsg, Stop};
+use crate::event::Stream;
+
+/// What one tail reads and where it starts.
+#[derive(Debug, Clone)]
+pub struct Tail {
+    /// The path to follow.
+    pub path: PathBuf,
+    /// Identity and origin of its records.
+    pub info: Arc<SourceInfo>,
+    /// The stored position, if any.
+    pub start: Option<Cursor>,
+    /// Where to start without a stored position.
+    pub read_from: ReadFrom,
+    /// Longer lines are cut and flagged.
+    pub max_line_bytes: usize,
+    /// How often to look for new data at end of file.
+    pub poll: Duration,
+    /// Where to publish the position of the last line sent (so a restarted tail of the
+    /// same key continues there); optional.
+    pub sent: Option<Arc<Mutex<HashMap<String, Cursor>>>>,
+}
+
+struct Open {
+    file: File,
+    inode: u64,
+    offset: u64,
+}
+
+fn open_at(path: &Path, offset: u64) -> std::io::Result<Open> {
+    let mut file = File::open(path)?;
+    let inode = file.metadata()?.ino();
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(Open {
+        file,
+        inode,
+        offset,
+    })
+}
+
+fn rotated_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".1");
+    PathBuf::from(s)
+}
+
+/// The first file and offset to read, from the stored cursor.
+fn first_open(t: &Tail) -> std::io::Result<Open> {
+    let meta = std::fs::metadata(&t.path)?;
+    match t.start {
+        Some(Cursor::File { inode, offset }) if inode == meta.ino() => {
+            // Shorter than the offset: truncated while we were away.
+            open_at(&t.path, if meta.len() >= offset { offset } else { 0 })
+        }
+        Some(Cursor::File { inode, offset }) => {
+            let rotated = rotated_path(&t.path);
+            match std::fs::metadata(&rotated) {
+                Ok(m) if m.ino() == inode && m.len() >= offset => open_at(&rotated, offset),
+                _ => open_at(&t.path, 0),
+            }
+        }
+        _ => match t.read_from {
+            ReadFrom::Beginning => open_at(&t.path, 0),
+            ReadFrom::End => open_at(&t.path, meta.len()),
+        },
+    }
+}
+
+/// Run a tail until `stop` or until the consumer goes away. Blocks the calling thread.
+pub fn run(t: Tail, tx: super::Sender, stop: Stop) {
+    let mut open = loop {
+        if stop.stopped() {
+            return;
+        }
+        match first_open(&t) {
+            Ok(o) => break o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::thread::sleep(t.poll),
+            Err(e) => {
+                tracing::warn!(path = %t.path.display(), error = %e, "cannot open; retrying");
+                std::thread::sleep(t.poll.max(Duration::from_secs(1)));
+            }
+        }
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    let send = |line: &[u8], truncated: bool, cursor: Cursor| -> bool {
+        let rec = Record {
+            source: Arc::clone(&t.info),
+            stream: Stream::Unknown,
+            time_ns: None,
+            line: line.to_vec(),
+            truncated,
+            framing: Framing::Line,
+            cursor: Some(cursor),
+        };
+        tx.blocking_send(SourceMsg::Record(rec)).is_ok()
+    };
+    loop {
+        let n = match open.file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(path = %t.path.display(), error = %e, "read failed; reopening");
+                0
+            }
+        };
+        if n > 0 {
+            let base = open.offset;
+            let mut start = 0;
+            for nl in memchr::memchr_iter(b'\n', &buf[..n]) {
+                let piece = &buf[start..nl];
+                let cursor = Cursor::File {
+                    inode: open.inode,
+                    offset: base + nl as u64 + 1,
+                };
+                let ok = if pending.is_empty() && !truncated {
+                    let cut = piece.len() > t.max_line_bytes;
+                    send(&piece[..piece.len().min(t.max_line_bytes)], cut, cursor)
+                } else {
+                    append_bounded(&mut pending, &mut truncated, piece, t.max_line_bytes);
+                    let ok = send(&pending, truncated, cursor);
+                    pending.clear();
+                    truncated = false;
+                    ok
+                };
+                if !ok {
+                    return;
+                }
+                start = nl + 1;
+            }
+            append_bounded(
+                &mut pending,
+                &mut truncated,
+                &buf[start..n],
+                t.max_line_bytes,
+            );
+            open.offset += n as u64;
+            if let Some(sent) = &t.sent
+                && let Ok(mut m) = sent.lock()
+            {
+                m.insert(
+                    t.info.key.clone(),
+                    Cursor::File {
+                        inode: open.inode,
+                        offset: open.offset - pending.len() as u64,
+                    },
+                );
+            }
+            continue;
+        }
+        if stop.stopped() {
+            return;
+        }
+        // End of file: rotated, truncated, or just no new data yet.
+        match std::fs::metadata(&t.path) {
+            Ok(m) if m.ino() != open.inode => {
+                // Renamed away and recreated: the old file is read to its end. A last line
+                // without a newline is still a line.
+                if !pending.is_empty() || truncated {
+                    let cursor = Cursor::File {
+                        inode: open.inode,
+                        offset: open.offset,
+                    };
+                    if !send(&pending, truncated, cursor) {
+                        return;
+                    }
+                    pending.clear();
+                    truncated = false;
+                }
+                match open_at(&t.path, 0) {
+                    Ok(o) => {
+                        tracing::info!(path = %t.path.display(), "file rotated; following the new file");
+                        open = o;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(path = %t.path.display(), error = %e, "new file not ready")
+                    }
+                }
+            }
+            Ok(m) if m.len() < open.offset => {
+                tracing::info!(path = %t.path.display(), "file truncated; reading from the start");
+                pending.clear();
+                truncated = false;
+                if let Ok(o) = open_at(&t.path, 0) {
+                    open = o;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        std::thread::sleep(t.poll);
+    }
+}
+
+fn append_bounded(dst: &mut Vec<u8>, truncated: &mut bool, src: &[u8], max: usize) {
+    let room = max.saturating_sub(dst.len());
+    if src.len() > room {
+        *truncated = true;
+    }
+    dst.extend_from_slice(&src[..src.len().min(room)]);
+}
