@@ -202,3 +202,80 @@ impl CheckpointStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_forget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, w) = CheckpointStore::open(dir.path()).expect("open");
+        assert!(w.is_none());
+        s.set(
+            "docker:a",
+            Cursor::Docker {
+                time_ns: 5,
+                seen_at_time: 2,
+            },
+        );
+        s.set(
+            "file:/x",
+            Cursor::File {
+                inode: 7,
+                offset: 100,
+            },
+        );
+        s.flush().expect("flush");
+        let (mut again, _) = CheckpointStore::open(dir.path()).expect("reopen");
+        assert_eq!(again.cursors(), s.cursors());
+        again.remove("docker:a");
+        again.flush().expect("flush");
+        let (third, _) = CheckpointStore::open(dir.path()).expect("reopen");
+        assert_eq!(third.cursors().len(), 1);
+        assert!(!dir.path().join("checkpoints.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside_with_a_located_warning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(CheckpointStore::FILE),
+            "{\"version\": 1,\n \"sources\": {\"x\": {\"kind\": \"nope\"}}}",
+        )
+        .expect("write");
+        let (s, w) = CheckpointStore::open(dir.path()).expect("open");
+        let w = w.expect("a warning");
+        assert!(w.contains("checkpoints.json:2:"), "{w}");
+        assert!(s.cursors().is_empty());
+        assert!(dir.path().join("checkpoints.json.corrupt").exists());
+    }
+
+    #[test]
+    fn docker_resume_rule() {
+        let c = Cursor::Docker {
+            time_ns: 10,
+            seen_at_time: 2,
+        };
+        let mut skipped = 0;
+        assert!(c.docker_already_seen(9, &mut skipped));
+        assert!(c.docker_already_seen(10, &mut skipped));
+        assert!(c.docker_already_seen(10, &mut skipped));
+        assert!(!c.docker_already_seen(10, &mut skipped));
+        assert!(!c.docker_already_seen(11, &mut skipped));
+        assert_eq!(
+            Cursor::docker_next(Some(&c), 10),
+            Cursor::Docker {
+                time_ns: 10,
+                seen_at_time: 3
+            }
+        );
+        assert_eq!(
+            Cursor::docker_next(Some(&c), 12),
+            Cursor::Docker {
+                time_ns: 12,
+                seen_at_time: 1
+            }
+        );
+    }
+}

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::docker::LineAssembler;
 use super::{Cursor, Framing, ReadFrom, Record, SourceInfo, SourceMsg, Stop};
 use crate::event::Stream;
 
@@ -33,6 +34,9 @@ pub struct Tail {
     pub max_line_bytes: usize,
     /// How often to look for new data at end of file.
     pub poll: Duration,
+    /// The file is a Docker json-file log: decode each record and join Docker's partial
+    /// records, so the consumer sees the same lines as from the Engine API.
+    pub docker_json: bool,
     /// Where to publish the position of the last line sent (so a restarted tail of the
     /// same key continues there); optional.
     pub sent: Option<Arc<Mutex<HashMap<String, Cursor>>>>,
@@ -101,17 +105,69 @@ pub fn run(t: Tail, tx: super::Sender, stop: Stop) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     let mut truncated = false;
-    let send = |line: &[u8], truncated: bool, cursor: Cursor| -> bool {
-        let rec = Record {
-            source: Arc::clone(&t.info),
-            stream: Stream::Unknown,
-            time_ns: None,
-            line: line.to_vec(),
-            truncated,
-            framing: Framing::Line,
-            cursor: Some(cursor),
+    let mut docker = t
+        .docker_json
+        .then(|| (LineAssembler::new(None, t.max_line_bytes), Vec::new()));
+    let publish = |cursor: Option<Cursor>| {
+        if let (Some(sent), Some(c)) = (&t.sent, cursor)
+            && let Ok(mut m) = sent.lock()
+        {
+            m.insert(t.info.key.clone(), c);
+        }
+    };
+    let mut send = |line: &[u8], truncated: bool, cursor: Cursor| -> bool {
+        let record = |stream, time_ns, line: Vec<u8>, truncated, framing, cursor| {
+            SourceMsg::Record(Record {
+                source: Arc::clone(&t.info),
+                stream,
+                time_ns,
+                line,
+                truncated,
+                framing,
+                cursor,
+            })
         };
-        tx.blocking_send(SourceMsg::Record(rec)).is_ok()
+        if let Some((asm, out)) = docker.as_mut()
+            && let Ok(r) = serde_json::from_slice::<JsonFileRecord<'_>>(line)
+        {
+            let stream = match r.stream.as_deref() {
+                Some("stderr") => Stream::Stderr,
+                _ => Stream::Stdout,
+            };
+            let time_ns = r.time.as_deref().and_then(crate::parse::parse_rfc3339);
+            asm.push_record(stream, time_ns, r.log.as_bytes(), Some(cursor), out);
+            for l in out.drain(..) {
+                let c = l.cursor;
+                let msg = record(
+                    l.stream,
+                    l.time_ns,
+                    l.line,
+                    l.truncated,
+                    Framing::Content,
+                    c,
+                );
+                if tx.blocking_send(msg).is_err() {
+                    return false;
+                }
+                publish(c);
+            }
+            return true;
+        }
+        // Not a json-file record (or not a json-file tail): pass it on whole; the parser
+        // counts a malformed record.
+        let msg = record(
+            Stream::Unknown,
+            None,
+            line.to_vec(),
+            truncated,
+            Framing::Line,
+            Some(cursor),
+        );
+        let ok = tx.blocking_send(msg).is_ok();
+        if ok {
+            publish(Some(cursor));
+        }
+        ok
     };
     loop {
         let n = match open.file.read(&mut buf) {
@@ -153,17 +209,6 @@ pub fn run(t: Tail, tx: super::Sender, stop: Stop) {
                 t.max_line_bytes,
             );
             open.offset += n as u64;
-            if let Some(sent) = &t.sent
-                && let Ok(mut m) = sent.lock()
-            {
-                m.insert(
-                    t.info.key.clone(),
-                    Cursor::File {
-                        inode: open.inode,
-                        offset: open.offset - pending.len() as u64,
-                    },
-                );
-            }
             continue;
         }
         if stop.stopped() {
@@ -209,6 +254,17 @@ pub fn run(t: Tail, tx: super::Sender, stop: Stop) {
         }
         std::thread::sleep(t.poll);
     }
+}
+
+/// One line of Docker's json-file log.
+#[derive(serde::Deserialize)]
+struct JsonFileRecord<'a> {
+    #[serde(borrow)]
+    log: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    stream: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<std::borrow::Cow<'a, str>>,
 }
 
 fn append_bounded(dst: &mut Vec<u8>, truncated: &mut bool, src: &[u8], max: usize) {

@@ -70,6 +70,7 @@ pub fn start(
             read_from: f.read_from,
             max_line_bytes,
             poll: Duration::from_millis(100),
+            docker_json: false,
             sent: None,
         };
         let (tx, stop) = (tx.clone(), threads.clone());

@@ -36,3 +36,200 @@ fn long_line_is_cut_flagged_and_the_next_line_survives() {
 fn empty_input_has_no_lines() {
     assert!(collect(b"", 10).is_empty());
 }
+
+mod tail {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use crate::event::Stream;
+    use crate::source::file::{self, Tail};
+    use crate::source::start::file_info;
+    use crate::source::{Cursor, Framing, ReadFrom, SourceMsg, Stop};
+
+    struct Running {
+        rx: mpsc::Receiver<SourceMsg>,
+        rt: tokio::runtime::Runtime,
+        stop: Stop,
+    }
+
+    impl Running {
+        /// The next `n` records as (text, truncated, framing, stream).
+        fn take(&mut self, n: usize) -> Vec<(String, bool, Framing, Stream, Option<Cursor>)> {
+            let mut out = Vec::new();
+            while out.len() < n {
+                let msg = self
+                    .rt
+                    .block_on(async {
+                        tokio::time::timeout(Duration::from_secs(5), self.rx.recv()).await
+                    })
+                    .expect("a record within 5 s")
+                    .expect("tail still running");
+                if let SourceMsg::Record(r) = msg {
+                    out.push((
+                        String::from_utf8(r.line).expect("utf-8"),
+                        r.truncated,
+                        r.framing,
+                        r.stream,
+                        r.cursor,
+                    ));
+                }
+            }
+            out
+        }
+
+        fn quiet(&mut self) -> bool {
+            self.rt
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_millis(400), self.rx.recv()).await
+                })
+                .is_err()
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.stop();
+        }
+    }
+
+    fn start(path: &Path, start: Option<Cursor>, max: usize, docker_json: bool) -> Running {
+        let (tx, rx) = mpsc::channel(64);
+        let stop = Stop::default();
+        let tail = Tail {
+            path: path.to_path_buf(),
+            info: file_info(path, None),
+            start,
+            read_from: ReadFrom::Beginning,
+            max_line_bytes: max,
+            poll: Duration::from_millis(20),
+            docker_json,
+            sent: None,
+        };
+        let s = stop.clone();
+        std::thread::spawn(move || file::run(tail, tx, s));
+        Running {
+            rx,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("runtime"),
+            stop,
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open for append");
+        f.write_all(text.as_bytes()).expect("append");
+    }
+
+    fn texts(v: &[(String, bool, Framing, Stream, Option<Cursor>)]) -> Vec<&str> {
+        v.iter().map(|r| r.0.as_str()).collect()
+    }
+
+    #[test]
+    fn follows_rename_and_create_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "one\ntwo\n");
+        let mut t = start(&path, None, 1024, false);
+        assert_eq!(texts(&t.take(2)), ["one", "two"]);
+        // The writer adds a last line without a newline, then the file is rotated.
+        append(&path, "three");
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::rename(&path, dir.path().join("app.log.1")).expect("rotate");
+        append(&path, "four\n");
+        assert_eq!(texts(&t.take(2)), ["three", "four"]);
+        assert!(t.quiet(), "nothing read twice");
+    }
+
+    #[test]
+    fn follows_copytruncate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "a1\na2\na3\n");
+        let mut t = start(&path, None, 1024, false);
+        assert_eq!(texts(&t.take(3)), ["a1", "a2", "a3"]);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_len(0)
+            .expect("truncate");
+        std::thread::sleep(Duration::from_millis(100));
+        append(&path, "b1\n");
+        assert_eq!(texts(&t.take(1)), ["b1"]);
+        assert!(t.quiet());
+    }
+
+    #[test]
+    fn resumes_at_the_cursor_and_in_the_rotated_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "l1\nl2\nl3\n");
+        let mut t = start(&path, None, 1024, false);
+        let got = t.take(3);
+        let after_l2 = got[1].4;
+        drop(t);
+        // Same file: continue after l2.
+        let mut t = start(&path, after_l2, 1024, false);
+        assert_eq!(texts(&t.take(1)), ["l3"]);
+        assert!(t.quiet());
+        drop(t);
+        // Rotated while we were away: finish the old file, then read the new one.
+        let old_inode = std::fs::metadata(&path).expect("meta").ino();
+        assert!(matches!(after_l2, Some(Cursor::File { inode, .. }) if inode == old_inode));
+        std::fs::rename(&path, dir.path().join("app.log.1")).expect("rotate");
+        append(&path, "n1\n");
+        let mut t = start(&path, after_l2, 1024, false);
+        assert_eq!(texts(&t.take(2)), ["l3", "n1"]);
+        assert!(t.quiet());
+    }
+
+    #[test]
+    fn cuts_long_lines_and_flags_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, &format!("{}\nshort\n", "x".repeat(200_000)));
+        let mut t = start(&path, None, 1000, false);
+        let got = t.take(2);
+        assert_eq!(got[0].0.len(), 1000);
+        assert!(got[0].1);
+        assert_eq!(got[1].0, "short");
+        assert!(!got[1].1);
+    }
+
+    #[test]
+    fn decodes_json_file_records_and_joins_partials() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c-json.log");
+        let piece = "y".repeat(16 * 1024);
+        append(
+            &path,
+            &format!(
+                concat!(
+                    "{{\"log\":\"{}\",\"stream\":\"stderr\",\"time\":\"2024-01-01T00:00:00.000000001Z\"}}\n",
+                    "{{\"log\":\"end\\n\",\"stream\":\"stderr\",\"time\":\"2024-01-01T00:00:00.000000002Z\"}}\n",
+                    "{{\"log\":\"hello \\u00e9\\n\",\"stream\":\"stdout\",\"time\":\"2024-01-01T00:00:01Z\"}}\n",
+                    "not json\n"
+                ),
+                piece
+            ),
+        );
+        let mut t = start(&path, None, 1 << 20, true);
+        let got = t.take(3);
+        assert_eq!(got[0].0, format!("{piece}end"));
+        assert_eq!((got[0].2, got[0].3), (Framing::Content, Stream::Stderr));
+        assert_eq!(got[1].0, "hello é");
+        assert_eq!(got[1].3, Stream::Stdout);
+        // A line that is not a record goes on whole, for the parser to count.
+        assert_eq!((got[2].0.as_str(), got[2].2), ("not json", Framing::Line));
+    }
+}

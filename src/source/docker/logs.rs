@@ -87,7 +87,8 @@ impl LineAssembler {
         }
     }
 
-    /// Take one frame of `stream`; complete lines are appended to `out`.
+    /// Take one API frame (`<timestamp> <content>`) of `stream`; complete lines are
+    /// appended to `out`.
     pub fn push(&mut self, stream: Stream, frame: &[u8], out: &mut Vec<DockerLine>) {
         let (time_ns, content) = split_timestamp(frame);
         if let Some(t) = time_ns {
@@ -99,6 +100,21 @@ impl LineAssembler {
             }
             self.cursor = Some(Cursor::docker_next(self.cursor.as_ref(), t));
         }
+        let cursor = self.cursor;
+        self.push_record(stream, time_ns, content, cursor, out);
+    }
+
+    /// Take one record whose time is already split off; `cursor` is the position after
+    /// it, carried by the line it completes.
+    pub fn push_record(
+        &mut self,
+        stream: Stream,
+        time_ns: Option<i64>,
+        content: &[u8],
+        cursor: Option<Cursor>,
+        out: &mut Vec<DockerLine>,
+    ) {
+        self.cursor = cursor;
         // Docker cuts a line into records of exactly DOCKER_SPLIT bytes; only those lack the
         // newline. A shorter record without one still ends its line: the `local` driver of
         // some engines drops the newline of the last piece of a split line, and output that
@@ -115,7 +131,7 @@ impl LineAssembler {
                 time_ns,
                 line: content[..content.len().min(self.max_line_bytes)].to_vec(),
                 truncated: cut,
-                cursor: self.cursor,
+                cursor,
             });
             return;
         }
@@ -133,7 +149,7 @@ impl LineAssembler {
                 time_ns: p.time_ns,
                 line: std::mem::take(&mut p.buf),
                 truncated: std::mem::take(&mut p.truncated),
-                cursor: self.cursor,
+                cursor,
             });
         }
     }

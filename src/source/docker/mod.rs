@@ -295,6 +295,7 @@ impl DockerSource {
                     read_from: ReadFrom::Beginning,
                     max_line_bytes: self.max_line_bytes,
                     poll: Duration::from_millis(100),
+                    docker_json: true,
                     sent: Some(Arc::clone(&self.sent)),
                 };
                 let tx = self.tx.clone();
