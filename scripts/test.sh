@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v cc >/dev/null || need_apt+=(gcc)
+command -v docker >/dev/null || need_apt+=(docker.io)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}"
@@ -14,6 +15,11 @@ fi
 # The accuracy test scores templates with the shared Loghub evaluator beside the repo.
 if [ ! -f ../shared/tools/loghub_eval.py ]; then
   echo "scripts/test.sh: ../shared/tools/loghub_eval.py is missing (the shared material must sit beside the repo)" >&2
+  exit 1
+fi
+# The Docker source tests run containers on the local engine (images are built locally).
+if ! docker info >/dev/null 2>&1; then
+  echo "scripts/test.sh: no Docker engine answers (docker info failed); the Docker source tests need one" >&2
   exit 1
 fi
 for c in rustfmt clippy; do

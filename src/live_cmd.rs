@@ -254,12 +254,24 @@ pub fn tap(a: TapArgs) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut handled: BTreeMap<String, medic::source::Cursor> = BTreeMap::new();
     let mut count = 0u64;
+    let mut bytes = 0u64;
+    let limit = a.limit.unwrap_or(u64::MAX);
+    let quiet = a.quiet;
+    let started = std::time::Instant::now();
     let mut print = |msg: SourceMsg,
                      out: &mut std::io::BufWriter<std::io::StdoutLock<'_>>,
                      handled: &mut BTreeMap<String, medic::source::Cursor>|
-     -> std::io::Result<()> {
+     -> std::io::Result<u64> {
         match msg {
             SourceMsg::Record(r) => {
+                count += 1;
+                bytes += r.line.len() as u64 + 1;
+                if let Some(c) = r.cursor {
+                    handled.insert(r.source.key.clone(), c);
+                }
+                if quiet {
+                    return Ok(count);
+                }
                 let o = &r.source.origin;
                 let rec = serde_json::json!({
                     "source": o.kind,
@@ -272,10 +284,6 @@ pub fn tap(a: TapArgs) -> Result<ExitCode> {
                     "truncated": r.truncated,
                 });
                 writeln!(out, "{rec}")?;
-                count += 1;
-                if let Some(c) = r.cursor {
-                    handled.insert(r.source.key.clone(), c);
-                }
             }
             SourceMsg::Closed(_) => {}
             SourceMsg::Forget(k) => {
@@ -287,7 +295,7 @@ pub fn tap(a: TapArgs) -> Result<ExitCode> {
                 }
             }
         }
-        Ok(())
+        Ok(count)
     };
     // Positions are stored only once the lines they cover are written out.
     let commit = |handled: &mut BTreeMap<String, medic::source::Cursor>| {
@@ -303,6 +311,7 @@ pub fn tap(a: TapArgs) -> Result<ExitCode> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut flush = tokio::time::interval(every);
+        let mut n = 0;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -314,19 +323,25 @@ pub fn tap(a: TapArgs) -> Result<ExitCode> {
                 }
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
-                    print(msg, &mut out, &mut handled)?;
-                    while let Ok(m) = rx.try_recv() {
-                        print(m, &mut out, &mut handled)?;
+                    n = print(msg, &mut out, &mut handled)?;
+                    while n < limit {
+                        let Ok(m) = rx.try_recv() else { break };
+                        n = print(m, &mut out, &mut handled)?;
                     }
                     out.flush()?;
                     commit(&mut handled);
+                    if n >= limit {
+                        break;
+                    }
                 }
             }
         }
         running.stop().await;
-        // Whatever the sources queued before stopping is still printed and committed.
-        while let Ok(m) = rx.try_recv() {
-            print(m, &mut out, &mut handled)?;
+        // Whatever the sources queued before stopping is still printed and committed (up
+        // to the limit).
+        while n < limit {
+            let Ok(m) = rx.try_recv() else { break };
+            n = print(m, &mut out, &mut handled)?;
         }
         out.flush()?;
         commit(&mut handled);
@@ -342,6 +357,11 @@ pub fn tap(a: TapArgs) -> Result<ExitCode> {
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {}
         Err(e) => return Err(e),
     }
-    eprintln!("medic tap: {count} records");
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!(
+        "medic tap: {count} records, {bytes} bytes in {secs:.3} s ({:.0} lines/s, {:.2} MiB/s)",
+        count as f64 / secs,
+        bytes as f64 / secs / (1024.0 * 1024.0)
+    );
     Ok(ExitCode::SUCCESS)
 }

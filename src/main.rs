@@ -73,6 +73,12 @@ struct TapArgs {
     /// time from the look-back and saves nothing.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Exit after this many records.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Print only the summary on stderr (lines/s, MiB/s), not the records.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]

@@ -3,9 +3,10 @@
 //! The tail follows the path, not the open file: at end of file it checks whether the path
 //! now names another inode (rotation by rename and create: the old file was read to its
 //! end first, so nothing is lost) or is shorter than the offset (copytruncate: start again
-//! at 0). Positions are (inode, offset) cursors; on restart the tail resumes at the offset
-//! when the inode matches, reads the rest of the rotated file (`<path>.1`) when that is
-//! where the inode went, and otherwise reads the new file from its start.
+//! at 0). Positions are (inode, offset) cursors; on restart the tail finds the inode among
+//! the path and its rotated generations (`<path>.1` to `<path>.9`) and resumes there, then
+//! reads each newer generation in turn; if the inode is gone, the file is read from its
+//! start.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -59,27 +60,52 @@ fn open_at(path: &Path, offset: u64) -> std::io::Result<Open> {
     })
 }
 
-fn rotated_path(path: &Path) -> PathBuf {
+/// Rotated generations kept beside a file: `path.1` (newest) to `path.9`.
+const GENERATIONS: usize = 9;
+
+/// `path` for generation 0, else `path.N`.
+fn generation(path: &Path, n: usize) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
     let mut s = path.as_os_str().to_owned();
-    s.push(".1");
+    s.push(format!(".{n}"));
     PathBuf::from(s)
+}
+
+/// Which generation the file with `inode` is now, if it is still there.
+fn find_generation(path: &Path, inode: u64) -> Option<(usize, std::fs::Metadata)> {
+    (0..=GENERATIONS).find_map(|n| {
+        std::fs::metadata(generation(path, n))
+            .ok()
+            .filter(|m| m.ino() == inode)
+            .map(|m| (n, m))
+    })
+}
+
+/// The file written after the one with `inode`: one generation newer (`path.2` is followed
+/// by `path.1`, then `path`). A reader that fell more than one rotation behind still
+/// reads every file the engine kept, in order.
+fn successor(path: &Path, inode: u64) -> PathBuf {
+    match find_generation(path, inode) {
+        Some((n, _)) if n > 0 => generation(path, n - 1),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// The first file and offset to read, from the stored cursor.
 fn first_open(t: &Tail) -> std::io::Result<Open> {
     let meta = std::fs::metadata(&t.path)?;
     match t.start {
-        Some(Cursor::File { inode, offset }) if inode == meta.ino() => {
+        Some(Cursor::File { inode, offset }) => match find_generation(&t.path, inode) {
             // Shorter than the offset: truncated while we were away.
-            open_at(&t.path, if meta.len() >= offset { offset } else { 0 })
-        }
-        Some(Cursor::File { inode, offset }) => {
-            let rotated = rotated_path(&t.path);
-            match std::fs::metadata(&rotated) {
-                Ok(m) if m.ino() == inode && m.len() >= offset => open_at(&rotated, offset),
-                _ => open_at(&t.path, 0),
-            }
-        }
+            Some((n, m)) => open_at(
+                &generation(&t.path, n),
+                if m.len() >= offset { offset } else { 0 },
+            ),
+            // The file is gone: the new one is read whole.
+            None => open_at(&t.path, 0),
+        },
         _ => match t.read_from {
             ReadFrom::Beginning => open_at(&t.path, 0),
             ReadFrom::End => open_at(&t.path, meta.len()),
@@ -170,6 +196,9 @@ pub fn run(t: Tail, tx: super::Sender, stop: Stop) {
         ok
     };
     loop {
+        if stop.stopped() {
+            return;
+        }
         let n = match open.file.read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -230,9 +259,10 @@ pub fn run(t: Tail, tx: super::Sender, stop: Stop) {
                     pending.clear();
                     truncated = false;
                 }
-                match open_at(&t.path, 0) {
+                let next = successor(&t.path, open.inode);
+                match open_at(&next, 0) {
                     Ok(o) => {
-                        tracing::info!(path = %t.path.display(), "file rotated; following the new file");
+                        tracing::debug!(path = %next.display(), "file rotated; reading its successor");
                         open = o;
                         continue;
                     }

@@ -194,6 +194,26 @@ mod tail {
     }
 
     #[test]
+    fn a_reader_behind_by_several_rotations_reads_every_generation_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c-json.log");
+        let rotated = |n: usize| dir.path().join(format!("c-json.log.{n}"));
+        append(&path, "g2-a\ng2-b\n");
+        let mut t = start(&path, None, 1024, false);
+        let cursor = t.take(2)[0].4;
+        drop(t);
+        // Two rotations while medic is away, as the engine's max-file keeps them.
+        std::fs::rename(&path, rotated(1)).expect("rotate");
+        append(&path, "g1\n");
+        std::fs::rename(rotated(1), rotated(2)).expect("rotate");
+        std::fs::rename(&path, rotated(1)).expect("rotate");
+        append(&path, "g0\n");
+        let mut t = start(&path, cursor, 1024, false);
+        assert_eq!(texts(&t.take(3)), ["g2-b", "g1", "g0"]);
+        assert!(t.quiet());
+    }
+
+    #[test]
     fn cuts_long_lines_and_flags_them() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("app.log");

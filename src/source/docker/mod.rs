@@ -47,21 +47,29 @@ pub struct DockerSource {
 
 enum Follower {
     Task(tokio::task::JoinHandle<()>),
-    Thread(Stop),
+    Thread(Stop, std::thread::JoinHandle<()>),
 }
 
 impl Follower {
-    fn stop(self) {
+    /// Stop and wait until it is gone, so the position it last published is final before a
+    /// successor reads it.
+    async fn stop(self) {
         match self {
-            Follower::Task(h) => h.abort(),
-            Follower::Thread(s) => s.stop(),
+            Follower::Task(h) => {
+                h.abort();
+                let _ = h.await;
+            }
+            Follower::Thread(s, h) => {
+                s.stop();
+                let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            }
         }
     }
 
     fn finished(&self) -> bool {
         match self {
             Follower::Task(h) => h.is_finished(),
-            Follower::Thread(s) => s.stopped(),
+            Follower::Thread(_, h) => h.is_finished(),
         }
     }
 }
@@ -115,7 +123,7 @@ impl DockerSource {
             let started = tokio::time::Instant::now();
             let ended = self.session(&mut shutdown, &mut followers).await;
             for (_, f) in followers.drain() {
-                f.stop();
+                f.stop().await;
             }
             match ended {
                 Ended::Shutdown => return,
@@ -160,6 +168,7 @@ impl DockerSource {
             Err(e) => return Ended::Lost(format!("cannot list containers: {e}")),
         };
         tracing::info!(containers = running.len(), "connected to the docker engine");
+        self.forget_removed(&docker).await;
         for c in running {
             if let Some(id) = c.id {
                 self.attach(&docker, &id, followers, false).await;
@@ -175,13 +184,15 @@ impl DockerSource {
                         let action = msg.action.as_deref().unwrap_or("");
                         let Some(id) = msg.actor.and_then(|a| a.id) else { continue };
                         match action {
-                            "start" | "unpause" | "restart" => {
-                                self.attach(&docker, &id, followers, false).await;
+                            // A follower of the previous run may still be draining its
+                            // stream: replace it, so the new run is surely followed.
+                            "start" | "restart" | "rename" => {
+                                self.attach(&docker, &id, followers, true).await;
                             }
-                            "rename" => self.attach(&docker, &id, followers, true).await,
+                            "unpause" => self.attach(&docker, &id, followers, false).await,
                             "destroy" => {
                                 if let Some(f) = followers.remove(&id) {
-                                    f.stop();
+                                    f.stop().await;
                                 }
                                 let key = key_of(&id);
                                 if let Ok(mut s) = self.sent.lock() {
@@ -195,6 +206,27 @@ impl DockerSource {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Drop the checkpoints of containers removed while medic was away, so the state file
+    /// does not grow with every container the host ever ran.
+    async fn forget_removed(&self, docker: &Docker) {
+        let Ok(all) = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..ListContainersOptions::default()
+            }))
+            .await
+        else {
+            return;
+        };
+        let exist: std::collections::HashSet<String> =
+            all.into_iter().filter_map(|c| c.id).map(|id| key_of(&id)).collect();
+        for key in self.start.keys() {
+            if key.starts_with("docker:") && !exist.contains(key) {
+                let _ = self.tx.send(SourceMsg::Forget(key.clone())).await;
             }
         }
     }
@@ -235,7 +267,7 @@ impl DockerSource {
             return;
         }
         if let Some(f) = followers.remove(id) {
-            f.stop();
+            f.stop().await;
         }
         let mut sorted: Vec<(String, String)> = labels.clone().into_iter().collect();
         sorted.sort();
@@ -300,8 +332,7 @@ impl DockerSource {
                 };
                 let tx = self.tx.clone();
                 let s = stop.clone();
-                std::thread::spawn(move || file::run(tail, tx, s));
-                Follower::Thread(stop)
+                Follower::Thread(stop, std::thread::spawn(move || file::run(tail, tx, s)))
             }
         };
         followers.insert(id.to_string(), follower);
