@@ -21,9 +21,9 @@ use medic::source::{CheckpointStore, SourceMsg, StartCursors, Stop};
 use crate::{RunArgs, TapArgs, load_config, load_rules};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("medic-io")
+    // One thread drives every follower, timer and signal: at sidecar rates the work per
+    // record is small, and a second worker thread only adds cross-thread wake-ups.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -149,12 +149,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         window: config.window.clone(),
     };
     let pipeline = {
-        let (rules, shared, handle) = (rules.clone(), shared.clone(), rt.handle().clone());
+        let (rules, shared) = (rules.clone(), shared.clone());
         std::thread::Builder::new()
             .name("medic-pipeline".into())
-            .spawn(move || {
-                medic::pipeline::run_live(live_cfg, rules, receivers, shared, handle, sink)
-            })?
+            .spawn(move || medic::pipeline::run_live(live_cfg, rules, receivers, shared, sink))?
     };
     eprintln!(
         "medic run: state in {}, incidents to {}",

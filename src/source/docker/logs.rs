@@ -16,11 +16,14 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::Sent;
 use crate::event::Stream;
 use crate::source::{Cursor, Framing, Record, Sender, SourceInfo, SourceMsg};
+
+/// How long a follower waits, once its stream has nothing ready, before it reads again.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// The size of the pieces Docker cuts long lines into (moby's log copier buffer).
 pub const DOCKER_SPLIT: usize = 16 * 1024;
@@ -210,7 +213,18 @@ impl Follow {
         let mut asm = LineAssembler::new(self.resume, self.max_line_bytes);
         let mut out = Vec::new();
         let mut clean = true;
-        while let Some(item) = stream.next().await {
+        loop {
+            // The engine writes one frame per line, so waking per readable frame costs more
+            // than the line. When nothing more is ready, linger so the next wake-up finds a
+            // batch in the socket buffer. (Data that is ready is never delayed.)
+            let item = match stream.next().now_or_never() {
+                Some(item) => item,
+                None => {
+                    tokio::time::sleep(LINGER).await;
+                    stream.next().await
+                }
+            };
+            let Some(item) = item else { break };
             let (stream, frame) = match item {
                 Ok(LogOutput::StdOut { message }) => (Stream::Stdout, message),
                 Ok(LogOutput::StdErr { message }) => (Stream::Stderr, message),

@@ -222,8 +222,11 @@ impl DockerSource {
         else {
             return;
         };
-        let exist: std::collections::HashSet<String> =
-            all.into_iter().filter_map(|c| c.id).map(|id| key_of(&id)).collect();
+        let exist: std::collections::HashSet<String> = all
+            .into_iter()
+            .filter_map(|c| c.id)
+            .map(|id| key_of(&id))
+            .collect();
         for key in self.start.keys() {
             if key.starts_with("docker:") && !exist.contains(key) {
                 let _ = self.tx.send(SourceMsg::Forget(key.clone())).await;
