@@ -71,12 +71,12 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The path.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate cause, so it prints once).
+        error: std::io::Error,
     },
     /// The file is not a valid configuration.
     #[error("{path}:{line}:{column}: {message}")]
@@ -97,7 +97,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            error: source,
         })?;
         Config::parse(&path.display().to_string(), &text)
     }

@@ -558,3 +558,108 @@ fn a_month_of_real_syslog_resolves_and_reopens_incidents() {
         "times are in 2005"
     );
 }
+
+/// `medic run` on stdin alone (no Docker): it ends at end of input, with the incidents of
+/// `replay`, in the incident log.
+#[test]
+fn run_reads_stdin_into_the_incident_log_and_ends_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("medic.yaml");
+    let incidents = dir.path().join("incidents.jsonl");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {}\noutput: {{ incidents: {} }}\nsources:\n  docker: {{ enabled: false }}\n  stdin: true\n",
+            dir.path().join("state").display(),
+            incidents.display()
+        ),
+    )
+    .expect("config");
+    let o = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(["run", "--config", config.to_str().expect("utf-8")])
+        .current_dir(root())
+        .stdin(std::fs::File::open(root().join("fixtures/app.log")).expect("fixture"))
+        .output()
+        .expect("run medic");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("medic run: 33 records"),
+        "{}",
+        stderr(&o)
+    );
+    let text = std::fs::read_to_string(&incidents).expect("incident log");
+    let ids: std::collections::BTreeSet<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .map(|v| {
+            assert_eq!(v["key"]["service"], "stdin");
+            v["id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    let replayed = medic(&["replay", "fixtures/app.log"]);
+    let want: std::collections::BTreeSet<String> = json_lines(&replayed)
+        .iter()
+        .map(|v| v["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), want.len(), "{text}");
+}
+
+/// `medic tap` on a file source prints each line once, and with a state directory a second
+/// tap reads only what was appended since.
+#[test]
+fn tap_prints_file_records_and_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "one\ntwo\nthree\n").expect("log");
+    let config = dir.path().join("medic.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
+            log.display()
+        ),
+    )
+    .expect("config");
+    let state = dir.path().join("state");
+    let tap = |limit: &str| {
+        medic(&[
+            "tap",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--limit",
+            limit,
+        ])
+    };
+    let o = tap("3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recs = json_lines(&o);
+    let msgs: Vec<&str> = recs.iter().filter_map(|r| r["message"].as_str()).collect();
+    assert_eq!(msgs, ["one", "two", "three"]);
+    assert_eq!(recs[0]["file"], log.display().to_string());
+    assert_eq!(recs[0]["source"], "file");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("append");
+    std::io::Write::write_all(&mut f, b"four\n").expect("append");
+    let o = tap("1");
+    let msgs: Vec<String> = json_lines(&o)
+        .iter()
+        .filter_map(|r| r["message"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(msgs, ["four"]);
+}
+
+#[test]
+fn a_bad_sources_section_is_located() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("medic.yaml");
+    std::fs::write(&config, "sources:\n  docker:\n    mode: sideways\n").expect("config");
+    let o = medic(&["tap", "--config", config.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("medic.yaml:3:"), "{err}");
+    assert!(err.contains("sideways"), "{err}");
+}

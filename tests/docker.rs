@@ -442,3 +442,46 @@ fn run_opens_incidents_reloads_rules_and_stops_cleanly() {
     let v: Value = serde_json::from_str(&checkpoints).expect("valid checkpoint file");
     assert_eq!(v["sources"].as_object().map(|o| o.len()), Some(2), "{v}");
 }
+
+/// Over TCP (`DOCKER_HOST=tcp://...`) logs are read through bollard rather than the raw
+/// unix-socket reader: the same lines, streams and TTY handling.
+#[test]
+fn tcp_hosts_read_logs_through_bollard() {
+    let _serial = serial();
+    image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = format!("mdt-tcp-{}", std::process::id());
+    let config = docker_config(dir.path(), &p, "");
+    let _m = Container::start(&format!("{p}-mux"), &[], &["count", "M", "50", "200", "2"]);
+    let _t = Container::start(&format!("{p}-tty"), &["-t"], &["count", "T", "50", "200"]);
+    let bridge = support::docker::TcpBridge::start();
+    let host = format!("tcp://127.0.0.1:{}", bridge.port);
+    let m = Medic::spawn(
+        &[
+            "tap",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--state-dir",
+            dir.path().join("state").to_str().expect("utf-8"),
+        ],
+        &[("DOCKER_HOST", &host)],
+    );
+    m.wait_for(20, "both containers' lines", |out| {
+        messages(out).len() >= 100
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (out, _) = m.terminate();
+    let msgs = messages(&out);
+    assert_eq!(msgs.len(), 100, "{msgs:?}");
+    assert_eq!(counts(&msgs).len(), 100, "no line twice");
+    for r in records(&out) {
+        let msg = r["message"].as_str().unwrap_or_default();
+        let want = if msg.ends_with(" stderr") {
+            "stderr"
+        } else {
+            "stdout"
+        };
+        assert_eq!(r["stream"], want, "{r}");
+        assert!(!msg.contains('\r'), "{r}");
+    }
+}

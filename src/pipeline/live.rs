@@ -445,3 +445,85 @@ fn downstream(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Stream;
+    use crate::source::Record;
+
+    fn info(key: &str) -> Arc<SourceInfo> {
+        Arc::new(SourceInfo {
+            key: key.into(),
+            origin: Origin::default(),
+            container_id: None,
+            log_format: Some("<Level> <Content>".into()),
+            multiline: Some(false),
+        })
+    }
+
+    #[test]
+    fn route_keeps_each_source_on_one_worker_and_forgets_everywhere() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = mpsc::channel(1024);
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::channel(1024)).unzip();
+        let sources: Vec<Arc<SourceInfo>> = (0..8).map(|i| info(&format!("s{i}"))).collect();
+        rt.block_on(async {
+            for n in 0..10 {
+                for s in &sources {
+                    let rec = Record {
+                        source: Arc::clone(s),
+                        stream: Stream::Stdout,
+                        time_ns: None,
+                        line: format!("{n}").into_bytes(),
+                        truncated: false,
+                        framing: Framing::Line,
+                        cursor: None,
+                    };
+                    tx.send(SourceMsg::Record(rec)).await.expect("send");
+                }
+            }
+            tx.send(SourceMsg::Forget("s0".into())).await.expect("send");
+            drop(tx);
+            route(rx, txs).await;
+        });
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        let mut forgets = 0;
+        for (w, rx) in rxs.iter_mut().enumerate() {
+            let mut last: HashMap<String, u32> = HashMap::new();
+            while let Ok(msg) = rx.try_recv() {
+                match msg {
+                    SourceMsg::Record(r) => {
+                        assert_eq!(*owner.entry(r.source.key.clone()).or_insert(w), w);
+                        let n: u32 = String::from_utf8_lossy(&r.line).parse().expect("n");
+                        let prev = last.insert(r.source.key.clone(), n);
+                        assert!(prev.is_none_or(|p| p + 1 == n), "in order");
+                    }
+                    SourceMsg::Forget(k) => {
+                        assert_eq!(k, "s0");
+                        forgets += 1;
+                    }
+                    SourceMsg::Closed(_) => {}
+                }
+            }
+        }
+        assert_eq!(owner.len(), 8);
+        assert_eq!(forgets, 3, "every worker forgets");
+    }
+
+    #[test]
+    fn labels_override_the_parse_settings() {
+        let base = ParseConfig::default();
+        let cfg = source_parse_config(&base, &info("x"));
+        assert_eq!(cfg.log_format.as_deref(), Some("<Level> <Content>"));
+        assert!(!cfg.multiline.enabled);
+        let mut plain = SourceInfo::clone(&info("y"));
+        plain.log_format = Some("plain".into());
+        plain.multiline = None;
+        let cfg = source_parse_config(&base, &plain);
+        assert_eq!(cfg.format, Format::Plain);
+        assert_eq!(cfg.multiline.enabled, base.multiline.enabled);
+    }
+}

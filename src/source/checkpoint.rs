@@ -100,7 +100,7 @@ impl CheckpointStore {
     pub fn open(dir: &Path) -> Result<(CheckpointStore, Option<String>), SourceError> {
         std::fs::create_dir_all(dir).map_err(|source| SourceError::Open {
             path: dir.display().to_string(),
-            source,
+            error: source,
         })?;
         let path = dir.join(Self::FILE);
         let mut warning = None;
@@ -132,7 +132,7 @@ impl CheckpointStore {
             Err(source) => {
                 return Err(SourceError::Read {
                     path: path.display().to_string(),
-                    source,
+                    error: source,
                 });
             }
         };
@@ -180,7 +180,7 @@ impl CheckpointStore {
         }
         let err = |source| SourceError::Write {
             path: self.path.display().to_string(),
-            source,
+            error: source,
         };
         let tmp = self.path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(&OnDisk {

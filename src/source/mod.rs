@@ -34,28 +34,28 @@ use crate::event::{Origin, Stream};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// Opening a file failed.
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}: {error}")]
     Open {
         /// The path as given.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate cause, so it prints once).
+        error: std::io::Error,
     },
     /// Reading failed part-way.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The path as given.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate cause, so it prints once).
+        error: std::io::Error,
     },
     /// Writing state failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         /// The path.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate cause, so it prints once).
+        error: std::io::Error,
     },
     /// The Docker engine could not be reached or refused a request.
     #[error("docker: {0}")]
@@ -71,7 +71,7 @@ pub fn open(path: &str) -> Result<Box<dyn std::io::Read + Send>, SourceError> {
         .map(|f| Box::new(f) as Box<dyn std::io::Read + Send>)
         .map_err(|source| SourceError::Open {
             path: path.to_string(),
-            source,
+            error: source,
         })
 }
 

@@ -310,3 +310,52 @@ pub fn numbered(lines: impl IntoIterator<Item = String>, prefix: &str) -> Vec<St
         .filter(|l| l.starts_with(&format!("{prefix} ")))
         .collect()
 }
+
+/// A TCP listener on loopback forwarding to the engine's unix socket, so medic can be
+/// pointed at `tcp://127.0.0.1:PORT` (the transport that reads logs through bollard).
+pub struct TcpBridge {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl TcpBridge {
+    pub fn start() -> TcpBridge {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(upstream) = UnixStream::connect("/var/run/docker.sock") else {
+                            continue;
+                        };
+                        if let (Ok(mut c1), Ok(mut u1)) = (client.try_clone(), upstream.try_clone())
+                        {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut c1, &mut u1);
+                                let _ = u1.shutdown(std::net::Shutdown::Write);
+                            });
+                        }
+                        let (mut c2, mut u2) = (client, upstream);
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut u2, &mut c2);
+                            let _ = c2.shutdown(std::net::Shutdown::Write);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TcpBridge { port, stop }
+    }
+}
+
+impl Drop for TcpBridge {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -177,6 +177,18 @@ impl LineAssembler {
     }
 }
 
+/// The `since` of a logs request, in whole seconds: the second of the resume position (the
+/// records of that second already handled are dropped by the assembler), else `lookback`
+/// before now.
+pub fn since_secs(resume: Option<Cursor>, lookback: Duration) -> i64 {
+    let since_ns = match resume {
+        Some(Cursor::Docker { time_ns, .. }) => time_ns,
+        _ => crate::source::now_ns()
+            .saturating_sub(i64::try_from(lookback.as_nanos()).unwrap_or(i64::MAX)),
+    };
+    since_ns.div_euclid(1_000_000_000).max(0)
+}
+
 /// Follow one container's logs until the stream ends or the task is aborted.
 pub(super) struct Follow {
     pub docker: Docker,
@@ -191,12 +203,7 @@ pub(super) struct Follow {
 
 impl Follow {
     pub async fn run(self) {
-        let since_ns = match self.resume {
-            Some(Cursor::Docker { time_ns, .. }) => time_ns,
-            _ => crate::source::now_ns()
-                .saturating_sub(i64::try_from(self.lookback.as_nanos()).unwrap_or(i64::MAX)),
-        };
-        let since = i32::try_from(since_ns.div_euclid(1_000_000_000).max(0)).unwrap_or(i32::MAX);
+        let since = i32::try_from(since_secs(self.resume, self.lookback)).unwrap_or(i32::MAX);
         let id = self.info.container_id.clone().unwrap_or_default();
         let mut stream = self.docker.logs(
             &id,
@@ -220,8 +227,17 @@ impl Follow {
             let item = match stream.next().now_or_never() {
                 Some(item) => item,
                 None => {
-                    tokio::time::sleep(LINGER).await;
-                    stream.next().await
+                    // The HTTP connection runs as a task of its own and hands over one
+                    // chunk at a time: let it run first, so a backlog is read at full speed
+                    // and only a stream that is really idle lingers.
+                    tokio::task::yield_now().await;
+                    match stream.next().now_or_never() {
+                        Some(item) => item,
+                        None => {
+                            tokio::time::sleep(LINGER).await;
+                            stream.next().await
+                        }
+                    }
                 }
             };
             let Some(item) = item else { break };

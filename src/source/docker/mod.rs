@@ -9,6 +9,7 @@
 //! the position of the last record they sent, so a reconnect neither loses nor repeats.
 
 mod logs;
+mod raw;
 mod select;
 
 use std::collections::HashMap;
@@ -302,6 +303,22 @@ impl DockerSource {
             .or_else(|| self.start.get(&info.key).copied());
         tracing::info!(container = %name, resume = ?resume, "following");
         let follower = match self.cfg.mode {
+            DockerMode::Api if raw::unix_socket(self.cfg.host.as_deref()).is_some() => {
+                let v = docker.client_version();
+                let stop = Stop::default();
+                let job = raw::RawFollow {
+                    socket: raw::unix_socket(self.cfg.host.as_deref()).unwrap_or_default(),
+                    api_version: format!("{}.{}", v.major_version, v.minor_version),
+                    info,
+                    resume,
+                    since: logs::since_secs(resume, self.cfg.lookback),
+                    max_line_bytes: self.max_line_bytes,
+                    tx: self.tx.clone(),
+                    sent: Arc::clone(&self.sent),
+                    stop: stop.clone(),
+                };
+                Follower::Thread(stop, std::thread::spawn(move || job.run()))
+            }
             DockerMode::Api => {
                 let tty = config.tty.unwrap_or(false);
                 let job = logs::Follow {
