@@ -331,6 +331,9 @@ pub fn tap(a: TapArgs) -> Result<ExitCode> {
                     if n >= limit {
                         break;
                     }
+                    // Sources on other threads wake this one per record when it waits:
+                    // linger so the next wake-up takes a batch.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
         }

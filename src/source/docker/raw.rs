@@ -22,6 +22,9 @@ use crate::source::{Cursor, Framing, Record, Sender, SourceInfo, SourceMsg, Stop
 /// How long the reader sleeps after a short read, so that the next read takes a batch.
 const LINGER: Duration = Duration::from_millis(5);
 
+/// Records older than this (by their engine timestamp) mean the reader is behind.
+const BEHIND_NS: i64 = 250_000_000;
+
 /// The socket path of a `unix://` host, or of `DOCKER_HOST`, or the default socket.
 pub fn unix_socket(host: Option<&str>) -> Option<PathBuf> {
     let host = match host {
@@ -246,6 +249,8 @@ impl RawFollow {
         let mut asm = LineAssembler::new(self.resume, self.max_line_bytes);
         let mut out: Vec<DockerLine> = Vec::new();
         let mut pending = body_start;
+        // The newest record time seen; 0 (long ago) until the first record.
+        let mut newest = 0i64;
         loop {
             if chunked {
                 chunks.feed(&pending, &mut frames.buf)?;
@@ -254,6 +259,9 @@ impl RawFollow {
             }
             pending.clear();
             frames.drain(|stream, frame| asm.push(stream, frame, &mut out));
+            if let Some(t) = out.iter().filter_map(|l| l.time_ns).max() {
+                newest = newest.max(t);
+            }
             if !self.send(&mut out) {
                 return Ok(false);
             }
@@ -267,7 +275,12 @@ impl RawFollow {
                 Err(e) => return Err(e.to_string()),
             };
             pending.extend_from_slice(&buf[..n]);
-            if n < buf.len() {
+            // Caught up (a short read of recent records): wait for a batch. Behind (the
+            // records are old: a backlog after a restart or a burst): read on at once, since
+            // the engine's socket buffer holds only a couple of hundred frames and lingering
+            // would cap the rate at that many per linger.
+            let behind = crate::source::now_ns().saturating_sub(newest) > BEHIND_NS;
+            if n < buf.len() && !behind {
                 std::thread::sleep(LINGER);
             }
         }
