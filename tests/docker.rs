@@ -43,6 +43,11 @@ fn messages(out: &[Out]) -> Vec<String> {
 }
 
 fn tap(config: &Path, state: &Path) -> Medic {
+    tap_with(config, state, &[])
+}
+
+/// `medic tap` with its state directory and extra environment, once it is connected.
+fn tap_with(config: &Path, state: &Path, env: &[(&str, &str)]) -> Medic {
     let m = Medic::spawn(
         &[
             "tap",
@@ -51,7 +56,7 @@ fn tap(config: &Path, state: &Path) -> Medic {
             "--state-dir",
             state.to_str().expect("utf-8 path"),
         ],
-        &[],
+        env,
     );
     m.wait_stderr(20, "connected to the docker engine");
     m
@@ -340,17 +345,11 @@ fn reconnects_when_the_engine_goes_away() {
     let c = Container::start(&format!("{p}-a"), &[], &["count", "P", "400", "50", "5"]);
     let proxy = Proxy::start(&sock);
     let host = format!("unix://{}", sock.display());
-    let m = Medic::spawn(
-        &[
-            "tap",
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--state-dir",
-            dir.path().join("state").to_str().expect("utf-8"),
-        ],
+    let m = tap_with(
+        &config,
+        &dir.path().join("state"),
         &[("DOCKER_HOST", &host)],
     );
-    m.wait_stderr(20, "connected to the docker engine");
     std::thread::sleep(Duration::from_millis(1500));
     proxy.kill();
     std::thread::sleep(Duration::from_millis(1500));
@@ -456,14 +455,9 @@ fn tcp_hosts_read_logs_through_bollard() {
     let _t = Container::start(&format!("{p}-tty"), &["-t"], &["count", "T", "50", "200"]);
     let bridge = support::docker::TcpBridge::start();
     let host = format!("tcp://127.0.0.1:{}", bridge.port);
-    let m = Medic::spawn(
-        &[
-            "tap",
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--state-dir",
-            dir.path().join("state").to_str().expect("utf-8"),
-        ],
+    let m = tap_with(
+        &config,
+        &dir.path().join("state"),
         &[("DOCKER_HOST", &host)],
     );
     m.wait_for(20, "both containers' lines", |out| {

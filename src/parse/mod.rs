@@ -135,16 +135,7 @@ impl Parser {
         self.stats.lines += 1;
         self.stats.bytes += raw.len() as u64;
         let partial = self.decode(raw, truncated);
-        for f in self.joiner.scratch.fallbacks.iter() {
-            self.stats.fallbacks[f as usize] += 1;
-        }
-        let before = self.joiner.bound_hits();
-        let ready = self.joiner.push(partial, now_ms);
-        if self.joiner.bound_hits() != before {
-            self.stats.fallbacks[Fallback::MultilineBound as usize] += 1;
-        }
-        self.stats.multiline_joins = self.joiner.joins();
-        self.emitted(ready)
+        self.join(partial, now_ms)
     }
 
     /// Decode one line whose transport already gave its stream and time (the Docker Engine
@@ -177,11 +168,16 @@ impl Parser {
             &mut self.stats,
         );
         ev.stream = stream;
+        self.join(false, now_ms)
+    }
+
+    /// Count the decoded line's fallbacks and hand it to the multiline joiner.
+    fn join(&mut self, partial: bool, now_ms: u64) -> Option<&Event> {
         for f in self.joiner.scratch.fallbacks.iter() {
             self.stats.fallbacks[f as usize] += 1;
         }
         let before = self.joiner.bound_hits();
-        let ready = self.joiner.push(false, now_ms);
+        let ready = self.joiner.push(partial, now_ms);
         if self.joiner.bound_hits() != before {
             self.stats.fallbacks[Fallback::MultilineBound as usize] += 1;
         }

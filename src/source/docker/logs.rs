@@ -274,23 +274,34 @@ impl Follow {
     async fn send(&self, out: &mut Vec<DockerLine>) -> bool {
         for l in out.drain(..) {
             let cursor = l.cursor;
-            let rec = Record {
-                source: Arc::clone(&self.info),
-                stream: l.stream,
-                time_ns: l.time_ns,
-                line: l.line,
-                truncated: l.truncated,
-                framing: Framing::Content,
-                cursor,
-            };
-            if self.tx.send(SourceMsg::Record(rec)).await.is_err() {
+            if self.tx.send(l.into_msg(&self.info)).await.is_err() {
                 return false;
             }
-            if let (Some(c), Ok(mut s)) = (cursor, self.sent.lock()) {
-                s.insert(self.info.key.clone(), c);
-            }
+            mark_sent(&self.sent, &self.info, cursor);
         }
         true
+    }
+}
+
+impl DockerLine {
+    /// The record of this line from `info`.
+    pub(super) fn into_msg(self, info: &Arc<SourceInfo>) -> SourceMsg {
+        SourceMsg::Record(Record {
+            source: Arc::clone(info),
+            stream: self.stream,
+            time_ns: self.time_ns,
+            line: self.line,
+            truncated: self.truncated,
+            framing: Framing::Content,
+            cursor: self.cursor,
+        })
+    }
+}
+
+/// Publish the position after a sent line, for a follower that takes over.
+pub(super) fn mark_sent(sent: &Sent, info: &SourceInfo, cursor: Option<Cursor>) {
+    if let (Some(c), Ok(mut s)) = (cursor, sent.lock()) {
+        s.insert(info.key.clone(), c);
     }
 }
 

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Sent;
-use super::logs::{DockerLine, LineAssembler};
+use super::logs::{DockerLine, LineAssembler, mark_sent};
 use crate::event::Stream;
-use crate::source::{Cursor, Framing, Record, Sender, SourceInfo, SourceMsg, Stop};
+use crate::source::{Cursor, Sender, SourceInfo, SourceMsg, Stop};
 
 /// How long the reader sleeps after a short read, so that the next read takes a batch.
 const LINGER: Duration = Duration::from_millis(5);
@@ -302,21 +302,10 @@ impl RawFollow {
     fn send(&self, out: &mut Vec<DockerLine>) -> bool {
         for l in out.drain(..) {
             let cursor = l.cursor;
-            let rec = Record {
-                source: Arc::clone(&self.info),
-                stream: l.stream,
-                time_ns: l.time_ns,
-                line: l.line,
-                truncated: l.truncated,
-                framing: Framing::Content,
-                cursor,
-            };
-            if self.tx.blocking_send(SourceMsg::Record(rec)).is_err() {
+            if self.tx.blocking_send(l.into_msg(&self.info)).is_err() {
                 return false;
             }
-            if let (Some(c), Ok(mut s)) = (cursor, self.sent.lock()) {
-                s.insert(self.info.key.clone(), c);
-            }
+            mark_sent(&self.sent, &self.info, cursor);
         }
         true
     }
