@@ -434,8 +434,18 @@ fn run_opens_incidents_reloads_rules_and_stops_cleanly() {
     wait_until(30, "an incident from the reloaded rules", || {
         has("test-zapped", &format!("{p}-z"))
     });
+    // SIGHUP reloads too.
+    let pid = m.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill -HUP")
+            .success()
+    );
+    m.wait_stderr(10, "SIGHUP");
     let (_, err) = m.terminate();
-    assert!(err.contains("reloading rules"), "{err}");
+    assert!(err.contains("rule file changed"), "{err}");
     let checkpoints = std::fs::read_to_string(dir.path().join("state/checkpoints.json"))
         .expect("checkpoints written at shutdown");
     let v: Value = serde_json::from_str(&checkpoints).expect("valid checkpoint file");
