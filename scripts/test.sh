@@ -8,6 +8,8 @@ need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v docker >/dev/null || need_apt+=(docker.io)
+# A real Prometheus scrapes medic in tests/api.rs; promtool lints /metrics.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}"

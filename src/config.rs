@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::ApiConfig;
 use crate::fingerprint::MinerConfig;
 use crate::parse::ParseConfig;
 use crate::source::SourcesConfig;
@@ -26,6 +27,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// Live sources (`medic run`, `medic tap`).
     pub sources: SourcesConfig,
+    /// The HTTP server of `medic run`: metrics, health, JSON API.
+    pub api: ApiConfig,
     /// Parsing.
     pub parse: ParseConfig,
     /// Template mining.
@@ -41,6 +44,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/medic"),
             output: OutputConfig::default(),
             sources: SourcesConfig::default(),
+            api: ApiConfig::default(),
             parse: ParseConfig::default(),
             fingerprint: MinerConfig::default(),
             window: WindowConfig::default(),

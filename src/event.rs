@@ -381,6 +381,18 @@ pub enum IncidentState {
     Reopened,
 }
 
+impl IncidentState {
+    /// The lowercase name used in JSON and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Open => "open",
+            IncidentState::Updated => "updated",
+            IncidentState::Resolved => "resolved",
+            IncidentState::Reopened => "reopened",
+        }
+    }
+}
+
 /// What opened an incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -23,6 +23,7 @@
 //! - [`pipeline`]: the wiring.
 //! - [`bench`](mod@bench): the reproducible throughput benchmark behind `medic bench`.
 
+pub mod api;
 pub mod bench;
 pub mod config;
 pub mod detect;

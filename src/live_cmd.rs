@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use medic::api::{ApiState, Health};
 use medic::event::{Incident, format_rfc3339};
 use medic::parse::Parser;
 use medic::pipeline::{LiveConfig, LiveShared, LiveStats, RulesHandle};
@@ -45,13 +46,44 @@ fn open_store(dir: &Path) -> Result<(Arc<Mutex<CheckpointStore>>, StartCursors)>
     Ok((Arc::new(Mutex::new(store)), start))
 }
 
-fn flush_store(store: &Mutex<CheckpointStore>) {
+/// Write the read positions; false (and logged) when that failed.
+fn flush_store(store: &Mutex<CheckpointStore>) -> bool {
     let result = match store.lock() {
         Ok(mut s) => s.flush(),
         Err(p) => p.into_inner().flush(),
     };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "cannot save read positions");
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot save read positions");
+            false
+        }
+    }
+}
+
+/// The largest lag per source kind, as gauges.
+fn report_lag(lag: &medic::source::LagTable) {
+    let table = lag.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut by_kind: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
+    for (key, l) in &table {
+        let kind = match key.split(':').next() {
+            Some("docker") => "docker",
+            Some("file") => "file",
+            _ => "stdin",
+        };
+        let e = by_kind.entry(kind).or_insert((0.0, 0));
+        e.1 += 1;
+        if let Some(ms) = l.lag_ms {
+            e.0 = e.0.max(ms as f64 / 1000.0);
+        }
+    }
+    for (kind, (seconds, sources)) in by_kind {
+        medic::telemetry::events::SourceLag {
+            kind,
+            seconds,
+            sources,
+        }
+        .emit();
     }
 }
 
@@ -109,6 +141,11 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot open {}", incidents_path.display()))?;
     let incidents = Mutex::new(incidents);
     let sink = move |inc: Incident| {
+        medic::telemetry::events::IncidentNotified {
+            state: inc.state.as_str(),
+            severity: inc.severity.as_str(),
+        }
+        .emit();
         tracing::info!(id = %inc.id, state = ?inc.state, service = %inc.key.service, count = inc.count, template = %inc.template, "incident");
         let Ok(line) = serde_json::to_string(&inc) else {
             return;
@@ -120,6 +157,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
     };
 
+    let prometheus = medic::telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
+    let lag: medic::source::LagTable = Arc::default();
     let rt = runtime()?;
     let (mut running, rx) = medic::source::start::start(
         &config.sources,
@@ -127,6 +166,27 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         start,
         rt.handle(),
     );
+    let health = Arc::new(Health {
+        docker_enabled: config.sources.docker.enabled,
+        docker_connected: Arc::clone(&running.docker_connected),
+        store_writable: AtomicBool::new(true),
+    });
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = if config.api.enabled {
+        let state = ApiState::new(
+            &config.api,
+            prometheus.clone(),
+            Arc::clone(&health),
+            Arc::clone(&lag),
+        )?;
+        let server = rt.block_on(medic::api::serve(&config.api, state, async {
+            let _ = api_stopped.await;
+        }))?;
+        eprintln!("medic run: API on http://{}", config.api.listen);
+        Some(server)
+    } else {
+        None
+    };
     let workers = config.window.workers.max(1);
     let receivers = if workers > 1 {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers)
@@ -139,7 +199,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
     let shared = LiveShared {
         checkpoints: Arc::clone(&store),
-        lag: Arc::default(),
+        lag: Arc::clone(&lag),
         stats: Arc::new(LiveStats::default()),
         stop: Stop::default(),
     };
@@ -170,13 +230,19 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         let mut flush = tokio::time::interval(every);
         let mut watch = tokio::time::interval(Duration::from_secs(2));
         let mut status = tokio::time::interval(Duration::from_secs(60));
+        let mut gauges = tokio::time::interval(Duration::from_secs(1));
+        let mut last_flush = std::time::Instant::now();
         let mut seen = rule_files(&rule_paths);
         let reload = |why: &str| match load_rules(&rule_paths) {
             Ok(set) => {
                 tracing::info!(reason = why, rules = set.rules().len(), "reloading rules");
                 rules.replace(set);
+                medic::telemetry::events::RulesReloaded { ok: true }.emit();
             }
-            Err(e) => tracing::error!(error = %e, "rule reload failed; keeping the current rules"),
+            Err(e) => {
+                tracing::error!(error = %e, "rule reload failed; keeping the current rules");
+                medic::telemetry::events::RulesReloaded { ok: false }.emit();
+            }
         };
         loop {
             tokio::select! {
@@ -191,11 +257,21 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                     }
                 }
                 _ = flush.tick() => {
-                    flush_store(&store);
+                    let ok = flush_store(&store);
+                    if ok {
+                        last_flush = std::time::Instant::now();
+                    }
+                    health.store_writable.store(ok, Ordering::Relaxed);
+                    medic::telemetry::events::CheckpointAge {
+                        seconds: last_flush.elapsed().as_secs_f64(),
+                        failed: !ok,
+                    }
+                    .emit();
                     if pipeline.is_finished() {
                         break;
                     }
                 }
+                _ = gauges.tick() => report_lag(&lag),
                 _ = status.tick() => {
                     let lag = shared.lag.lock().map(|l| l.clone()).unwrap_or_default();
                     for (k, l) in lag {
@@ -208,6 +284,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         running.stop().await;
         anyhow::Ok(())
     })?;
+    let _ = api_stop.send(());
+    if let Some(server) = api {
+        let _ = rt.block_on(server);
+    }
     shared.stop.stop();
     let result = pipeline
         .join()
@@ -349,7 +429,7 @@ pub fn tap(a: TapArgs) -> Result<ExitCode> {
         Ok(())
     });
     if let Some(s) = &store {
-        flush_store(s);
+        let _ = flush_store(s);
     }
     match result {
         Ok(()) => {}

@@ -21,6 +21,7 @@ use crate::parse::{Format, ParseConfig, Parser};
 use crate::source::{
     CheckpointStore, Cursor, Framing, LagTable, SourceInfo, SourceMsg, Stop, now_ns,
 };
+use crate::telemetry::events;
 use crate::window::{self, Feeder, WindowConfig, WindowError};
 
 /// How often a live worker flushes due multiline events, advances event time, publishes
@@ -35,6 +36,9 @@ const BATCH: usize = 4096;
 /// record itself at 10k lines/s from the Docker API; a 5 ms linger turns that into a
 /// batch per wake-up at the price of at most 5 ms of latency.
 const LINGER: Duration = Duration::from_millis(5);
+
+/// One line in this many has its stage latencies measured.
+const LATENCY_SAMPLE: u64 = 64;
 
 /// Stage settings for live running.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +165,22 @@ struct SourceState {
     info: Arc<SourceInfo>,
 }
 
+/// What a worker last reported as metrics, to report deltas of the stages' counters.
+#[derive(Default)]
+struct Reported {
+    /// Per source kind: lines and bytes since the last report.
+    read: HashMap<&'static str, (u64, u64)>,
+    /// Parse counters of parsers that are gone (closed sources), still to be counted.
+    retired: crate::parse::ParseStats,
+    /// Parse counters as last reported (live parsers plus retired).
+    parse: crate::parse::ParseStats,
+    /// Rule hits as last reported, per rule (reset when the detector is rebuilt).
+    rule_hits: Vec<u64>,
+    created: u64,
+    evicted: u64,
+    late: u64,
+}
+
 /// Run the live pipeline until every receiver is closed (or `shared.stop` is set and the
 /// queues are drained). One receiver per window worker.
 pub fn run_live(
@@ -192,6 +212,7 @@ pub fn run_live(
                 rx,
                 sources: HashMap::new(),
                 acked: HashMap::new(),
+                reported: Reported::default(),
                 epoch: Instant::now(),
                 line: 0,
                 lateness,
@@ -210,6 +231,7 @@ struct Worker<'a> {
     rx: mpsc::Receiver<SourceMsg>,
     sources: HashMap<String, SourceState>,
     acked: HashMap<String, Cursor>,
+    reported: Reported,
     epoch: Instant,
     line: u64,
     lateness: u64,
@@ -234,6 +256,8 @@ impl Worker<'_> {
                 }
             };
             let mut core = core.fingerprint_all(true);
+            // A new detector counts from zero.
+            self.reported.rule_hits.clear();
             let next = self.serve(&mut core, &set, generation, feeder);
             fingerprinter = core.into_fingerprinter();
             match next {
@@ -324,6 +348,12 @@ impl Worker<'_> {
                 // The source's latest metadata (a rename) wins.
                 st.info = Arc::clone(&r.source);
                 self.line += 1;
+                let read = self.reported.read.entry(st.info.origin.kind).or_default();
+                read.0 += 1;
+                read.1 += r.line.len() as u64 + 1;
+                // Stage latency is sampled: a clock read per stage per line would cost more
+                // than some stages.
+                let sample = self.line.is_multiple_of(LATENCY_SAMPLE).then(Instant::now);
                 let ev = match r.framing {
                     Framing::Line => st.parser.push(&r.line, r.truncated, now_ms),
                     Framing::Content => {
@@ -331,7 +361,9 @@ impl Worker<'_> {
                             .push_content(&r.line, r.stream, r.time_ns, r.truncated, now_ms)
                     }
                 };
+                let parsed = sample.map(|t| t.elapsed());
                 if let Some(ev) = ev {
+                    let started = parsed.map(|_| Instant::now());
                     downstream(
                         core,
                         set,
@@ -341,6 +373,20 @@ impl Worker<'_> {
                         &st.info.origin,
                         self.shared,
                     );
+                    if let Some(t) = started {
+                        events::StageLatency {
+                            stage: "detect_fingerprint_window",
+                            seconds: t.elapsed().as_secs_f64(),
+                        }
+                        .emit();
+                    }
+                }
+                if let Some(d) = parsed {
+                    events::StageLatency {
+                        stage: "parse",
+                        seconds: d.as_secs_f64(),
+                    }
+                    .emit();
                 }
                 if let Some(c) = r.cursor {
                     self.acked.insert(key.clone(), c);
@@ -356,18 +402,19 @@ impl Worker<'_> {
                 }
             }
             SourceMsg::Closed(info) => {
-                if let Some(mut st) = self.sources.remove(&info.key)
-                    && let Some(ev) = st.parser.finish()
-                {
-                    downstream(
-                        core,
-                        set,
-                        feeder,
-                        ev,
-                        self.line,
-                        &st.info.origin,
-                        self.shared,
-                    );
+                if let Some(mut st) = self.sources.remove(&info.key) {
+                    if let Some(ev) = st.parser.finish() {
+                        downstream(
+                            core,
+                            set,
+                            feeder,
+                            ev,
+                            self.line,
+                            &st.info.origin,
+                            self.shared,
+                        );
+                    }
+                    add_stats(&mut self.reported.retired, st.parser.stats());
                 }
             }
             SourceMsg::Forget(key) => {
@@ -408,6 +455,7 @@ impl Worker<'_> {
         let wall_ms = (now_ns() / 1_000_000).max(0) as u64;
         feeder.advance(wall_ms.saturating_sub(self.lateness));
         feeder.step();
+        self.report(core, set, feeder);
         if !self.acked.is_empty()
             && let Ok(mut store) = self.shared.checkpoints.lock()
         {
@@ -415,6 +463,78 @@ impl Worker<'_> {
                 store.set(&k, c);
             }
         }
+    }
+}
+
+impl Worker<'_> {
+    /// Turn the stages' counters into metrics: deltas since the last report.
+    fn report(&mut self, core: &Core<'_>, set: &RuleSet, feeder: &Feeder<'_>) {
+        let r = &mut self.reported;
+        for (kind, (lines, bytes)) in r.read.drain() {
+            events::LinesRead { kind, lines, bytes }.emit();
+        }
+        let mut now = r.retired.clone();
+        for st in self.sources.values() {
+            add_stats(&mut now, st.parser.stats());
+        }
+        for f in crate::event::Fallback::ALL {
+            let i = f as usize;
+            let d = now.fallbacks[i].saturating_sub(r.parse.fallbacks[i]);
+            if d > 0 {
+                events::ParseFallbacks {
+                    reason: f.as_str(),
+                    count: d,
+                }
+                .emit();
+            }
+        }
+        events::Parsed {
+            events: now.events.saturating_sub(r.parse.events),
+            multiline_joins: now.multiline_joins.saturating_sub(r.parse.multiline_joins),
+        }
+        .emit();
+        r.parse = now;
+        let per_rule = &core.detector().stats().per_rule;
+        r.rule_hits.resize(per_rule.len(), 0);
+        for (i, (&n, last)) in per_rule.iter().zip(r.rule_hits.iter_mut()).enumerate() {
+            if n > *last {
+                let rule = set.rule(crate::event::RuleIdx::try_from(i).unwrap_or_default());
+                events::RuleHits {
+                    rule: rule.id(),
+                    severity: rule.rule.severity.as_str(),
+                    count: n - *last,
+                }
+                .emit();
+                *last = n;
+            }
+        }
+        let miner = core.fingerprinter().miner();
+        let ms = miner.stats();
+        events::Templates {
+            live: miner.live_templates() as u64,
+            created: ms.created.saturating_sub(r.created),
+            evicted: ms.evicted.saturating_sub(r.evicted),
+        }
+        .emit();
+        (r.created, r.evicted) = (ms.created, ms.evicted);
+        let late = feeder.late();
+        events::RecordsDeferred {
+            reason: "late",
+            count: late.saturating_sub(r.late),
+        }
+        .emit();
+        r.late = late;
+    }
+}
+
+/// Add one parser's counters to a sum.
+fn add_stats(sum: &mut crate::parse::ParseStats, s: &crate::parse::ParseStats) {
+    sum.lines += s.lines;
+    sum.bytes += s.bytes;
+    sum.events += s.events;
+    sum.multiline_joins += s.multiline_joins;
+    for (a, b) in sum.fallbacks.iter_mut().zip(s.fallbacks) {
+        *a += b;
     }
 }
 

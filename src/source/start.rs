@@ -19,6 +19,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     threads: Stop,
     docker: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the Docker source is connected to the engine (false when it is disabled).
+    pub docker_connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The source info of a tailed file.
@@ -52,6 +54,7 @@ pub fn start(
     let (tx, rx) = mpsc::channel(cfg.channel_capacity.max(1));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let threads = Stop::default();
+    let mut docker_connected = Arc::default();
     let docker = cfg.docker.enabled.then(|| {
         let src = DockerSource::new(
             cfg.docker.clone(),
@@ -59,6 +62,7 @@ pub fn start(
             Arc::clone(&start),
             tx.clone(),
         );
+        docker_connected = src.connected();
         rt.spawn(src.run(shutdown_rx))
     });
     for f in &cfg.files {
@@ -85,6 +89,7 @@ pub fn start(
             shutdown,
             threads,
             docker,
+            docker_connected,
         },
         rx,
     )

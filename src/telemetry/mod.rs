@@ -19,3 +19,28 @@ fn proc_status_kib(key: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+pub mod events;
+
+/// The process-wide Prometheus recorder; `render()` gives the text exposition format.
+pub type PrometheusHandle = metrics_exporter_prometheus::PrometheusHandle;
+
+/// Install the Prometheus recorder once for this process (later calls return the same
+/// handle), with buckets for the stage latency histograms.
+pub fn install_prometheus() -> Result<PrometheusHandle, String> {
+    static HANDLE: std::sync::OnceLock<Result<PrometheusHandle, String>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    &[1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2, 5e-2, 0.25, 1.0],
+                )
+                .map_err(|e| e.to_string())?
+                .install_recorder()
+                .map_err(|e| e.to_string())
+                .inspect(|_| events::describe())
+        })
+        .clone()
+}

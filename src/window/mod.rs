@@ -156,6 +156,11 @@ impl Feeder<'_> {
         });
     }
 
+    /// Hits fed behind the watermark so far (processed at the watermark, never dropped).
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
     /// Let the dataflow make progress (live feeds call this on their timer, so timers fire
     /// and notifications go out while no records arrive).
     pub fn step(&mut self) {

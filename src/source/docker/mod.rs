@@ -44,6 +44,7 @@ pub struct DockerSource {
     start: StartCursors,
     sent: Sent,
     tx: Sender,
+    connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 enum Follower {
@@ -110,7 +111,13 @@ impl DockerSource {
             start,
             sent: Arc::default(),
             tx,
+            connected: Arc::default(),
         }
+    }
+
+    /// Whether a session with the engine is up now (for readiness).
+    pub fn connected(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.connected)
     }
 
     /// Follow the engine until `shutdown` turns true, reconnecting whenever it is lost.
@@ -123,6 +130,8 @@ impl DockerSource {
             let mut followers = HashMap::new();
             let started = tokio::time::Instant::now();
             let ended = self.session(&mut shutdown, &mut followers).await;
+            self.connected
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             for (_, f) in followers.drain() {
                 f.stop().await;
             }
@@ -169,6 +178,8 @@ impl DockerSource {
             Err(e) => return Ended::Lost(format!("cannot list containers: {e}")),
         };
         tracing::info!(containers = running.len(), "connected to the docker engine");
+        self.connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.forget_removed(&docker).await;
         for c in running {
             if let Some(id) = c.id {

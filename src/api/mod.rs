@@ -1,0 +1,247 @@
+//! The HTTP server: Prometheus metrics, liveness and readiness, and the JSON API.
+//!
+//! Bound to loopback by default. On any other address a bearer token is required for
+//! everything except `/metrics` and the health endpoints, and without one configured
+//! medic refuses to start. Errors are JSON with a stable `code`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::source::LagTable;
+use crate::telemetry::PrometheusHandle;
+
+/// The `api:` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the API at all.
+    pub enabled: bool,
+    /// Address and port.
+    pub listen: SocketAddr,
+    /// Environment variable holding the bearer token.
+    pub token_env: String,
+    /// File holding the bearer token (read at start; surrounding whitespace ignored).
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            token_env: "MEDIC_API_TOKEN".into(),
+            token_file: None,
+        }
+    }
+}
+
+/// API errors at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A public bind without a token.
+    #[error(
+        "refusing to serve the API on {0} without a token: set ${1} or api.token_file, or listen on a loopback address"
+    )]
+    NoToken(SocketAddr, String),
+    /// The token file could not be read.
+    #[error("cannot read the API token file {path}: {error}")]
+    TokenFile {
+        /// The path.
+        path: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
+/// What the health endpoints look at.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Whether the Docker source is configured (if not, it does not gate readiness).
+    pub docker_enabled: bool,
+    /// Whether the Docker source is connected to the engine now.
+    pub docker_connected: Arc<AtomicBool>,
+    /// Whether the last checkpoint write succeeded.
+    pub store_writable: AtomicBool,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Metrics.
+    pub prometheus: PrometheusHandle,
+    /// Readiness inputs.
+    pub health: Arc<Health>,
+    /// Lag per source.
+    pub lag: LagTable,
+    token: Option<Arc<str>>,
+}
+
+impl ApiState {
+    /// State for the handlers; the token comes from the configuration.
+    pub fn new(
+        cfg: &ApiConfig,
+        prometheus: PrometheusHandle,
+        health: Arc<Health>,
+        lag: LagTable,
+    ) -> Result<ApiState, ApiError> {
+        let token = match &cfg.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|error| ApiError::TokenFile {
+                        path: path.display().to_string(),
+                        error,
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var(&cfg.token_env).ok(),
+        }
+        .filter(|t| !t.is_empty());
+        if token.is_none() && !cfg.listen.ip().is_loopback() {
+            return Err(ApiError::NoToken(cfg.listen, cfg.token_env.clone()));
+        }
+        Ok(ApiState {
+            prometheus,
+            health,
+            lag,
+            token: token.map(Arc::from),
+        })
+    }
+}
+
+/// A JSON error with a stable code.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// Stable, machine-readable.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            code,
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The routes.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/sources", get(sources))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .nest("/api", api)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    cfg: &ApiConfig,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, ApiError> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|error| ApiError::Bind {
+            addr: cfg.listen,
+            error,
+        })?;
+    let app = router(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "the API server stopped");
+        }
+    }))
+}
+
+async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_ref()) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            );
+        }
+    }
+    next.run(req).await
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let h = &state.health;
+    let docker = !h.docker_enabled || h.docker_connected.load(Ordering::Relaxed);
+    let store = h.store_writable.load(Ordering::Relaxed);
+    let body = serde_json::json!({
+        "ready": docker && store,
+        "checks": { "sources_attached": docker, "store_writable": store },
+    });
+    let status = if docker && store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn sources(State(state): State<ApiState>) -> Response {
+    let lag = state.lag.lock().map(|l| l.clone()).unwrap_or_default();
+    let list: Vec<serde_json::Value> = lag
+        .into_iter()
+        .map(|(key, l)| {
+            serde_json::json!({
+                "key": key,
+                "kind": key.split(':').next().unwrap_or(&key),
+                "lines": l.lines,
+                "bytes": l.bytes,
+                "lag_seconds": l.lag_ms.map(|ms| ms as f64 / 1000.0),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "sources": list })).into_response()
+}

@@ -1,0 +1,265 @@
+//! `medic run`'s HTTP server: a real Prometheus (from Debian) scrapes `/metrics`, promtool
+//! lints it, and the API's token rule holds on a public bind.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `medic run` on a tailed file (no Docker), its API on `listen`.
+fn medic_run(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Child {
+    let log = dir.join("app.log");
+    if !log.exists() {
+        std::fs::write(&log, "").expect("log");
+    }
+    let config = dir.join("medic.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {}\napi: {{ listen: \"{listen}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
+            dir.join("state").display(),
+            log.display()
+        ),
+    )
+    .expect("config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medic"));
+    cmd.args(["run", "--config", config.to_str().expect("utf-8")])
+        .env_remove("MEDIC_API_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn medic")
+}
+
+fn query(port: u16, q: &str) -> Option<f64> {
+    let (status, body) = get(port, &format!("/api/v1/query?query={q}"), &[])?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let results = v["data"]["result"].as_array()?;
+    let sum: f64 = results
+        .iter()
+        .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+        .sum();
+    (!results.is_empty()).then_some(sum)
+}
+
+#[test]
+fn prometheus_scrapes_increasing_metrics_and_promtool_finds_no_problems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _medic = Killed(medic_run(dir.path(), &format!("127.0.0.1:{port}"), &[]));
+    wait_for(20, "medic to be ready", || {
+        get(port, "/readyz", &[]).filter(|(s, _)| *s == 200)
+    });
+    // Keep lines coming, some of them errors, so counters move between scrapes.
+    let log = dir.path().join("app.log");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&log)
+                    .expect("append");
+                for _ in 0..50 {
+                    i += 1;
+                    let line = if i.is_multiple_of(10) {
+                        format!("ERROR request {i} failed: connection refused\n")
+                    } else {
+                        format!("INFO request {i} served in {}ms\n", i % 97)
+                    };
+                    f.write_all(line.as_bytes()).expect("write");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let prom_port = free_port();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: medic\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .expect("prometheus config");
+    let _prom = Killed(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus from Debian's package (apt-get install prometheus)"),
+    );
+    let first = wait_for(60, "a scrape of medic_lines_read_total", || {
+        query(prom_port, "medic_lines_read_total").filter(|v| *v > 0.0)
+    });
+    let later = wait_for(30, "medic_lines_read_total to increase", || {
+        query(prom_port, "medic_lines_read_total").filter(|v| *v > first)
+    });
+    assert!(later > first);
+    for q in [
+        "medic_bytes_read_total",
+        "medic_events_total",
+        "medic_rule_hits_total",
+        "medic_templates",
+        "medic_checkpoint_age_seconds",
+        "medic_source_lag_seconds",
+        "medic_stage_duration_seconds_count",
+        "up%7Bjob%3D%22medic%22%7D",
+    ] {
+        wait_for(30, q, || query(prom_port, q));
+    }
+    assert_eq!(query(prom_port, "up%7Bjob%3D%22medic%22%7D"), Some(1.0));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.join();
+    // promtool lints the exposition itself.
+    let (_, metrics) = get(port, "/metrics", &[]).expect("metrics");
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool from Debian's prometheus package");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write");
+    let out = lint.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
+#[test]
+fn a_public_bind_needs_a_token_and_the_api_checks_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let out = medic_run(dir.path(), &format!("0.0.0.0:{port}"), &[])
+        .wait_with_output()
+        .expect("medic run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("refusing to serve the API on 0.0.0.0") && err.contains("MEDIC_API_TOKEN"),
+        "{err}"
+    );
+
+    let _medic = Killed(medic_run(
+        dir.path(),
+        &format!("0.0.0.0:{port}"),
+        &[("MEDIC_API_TOKEN", "s3cret")],
+    ));
+    wait_for(20, "medic to be ready", || {
+        get(port, "/healthz", &[]).filter(|(s, _)| *s == 200)
+    });
+    let (status, body) = get(port, "/api/sources", &[]).expect("response");
+    assert_eq!(status, 401);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(v["code"], "unauthorized");
+    let (status, _) = get(port, "/api/sources", &[("Authorization", "Bearer wrong")]).expect("r");
+    assert_eq!(status, 401);
+    let (status, body) =
+        get(port, "/api/sources", &[("Authorization", "Bearer s3cret")]).expect("response");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(v["sources"].is_array(), "{v}");
+    let (status, body) = get(
+        port,
+        "/api/nothing-here",
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .expect("r");
+    assert_eq!(status, 404);
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
+    // Metrics and health need no token.
+    assert_eq!(get(port, "/metrics", &[]).map(|r| r.0), Some(200));
+    assert_eq!(get(port, "/readyz", &[]).map(|r| r.0), Some(200));
+}
