@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use medic::api::{ApiState, Health};
+use medic::api::{ApiState, Board, Health};
 use medic::event::{Incident, format_rfc3339};
 use medic::parse::Parser;
 use medic::pipeline::{LiveConfig, LiveShared, LiveStats, RulesHandle};
@@ -140,7 +140,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .open(&incidents_path)
         .with_context(|| format!("cannot open {}", incidents_path.display()))?;
     let incidents = Mutex::new(incidents);
+    let board = Arc::new(Board::new(1000));
+    let sink_board = Arc::clone(&board);
     let sink = move |inc: Incident| {
+        sink_board.record(&inc);
         medic::telemetry::events::IncidentNotified {
             state: inc.state.as_str(),
             severity: inc.severity.as_str(),
@@ -158,6 +161,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
 
     let prometheus = medic::telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
+    let rule_hits: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let lag: medic::source::LagTable = Arc::default();
     let rt = runtime()?;
     let (mut running, rx) = medic::source::start::start(
@@ -173,11 +177,28 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     });
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = if config.api.enabled {
+        let rules = rules.clone();
+        let list = move || {
+            let (set, _) = rules.current();
+            set.rules()
+                .iter()
+                .map(|r| {
+                    (
+                        r.id().to_string(),
+                        r.rule.severity.as_str(),
+                        r.rule.description.clone(),
+                    )
+                })
+                .collect()
+        };
         let state = ApiState::new(
             &config.api,
             prometheus.clone(),
             Arc::clone(&health),
             Arc::clone(&lag),
+            Arc::clone(&board),
+            Arc::new(list),
+            Arc::clone(&rule_hits),
         )?;
         let server = rt.block_on(medic::api::serve(&config.api, state, async {
             let _ = api_stopped.await;
@@ -202,6 +223,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         lag: Arc::clone(&lag),
         stats: Arc::new(LiveStats::default()),
         stop: Stop::default(),
+        rule_hits: Arc::clone(&rule_hits),
     };
     let live_cfg = LiveConfig {
         parse: config.parse.clone(),

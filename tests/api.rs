@@ -75,6 +75,11 @@ impl Drop for Killed {
 
 /// `medic run` on a tailed file (no Docker), its API on `listen`.
 fn medic_run(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Child {
+    medic_run_with(dir, listen, env, "")
+}
+
+/// The same with extra configuration appended.
+fn medic_run_with(dir: &Path, listen: &str, env: &[(&str, &str)], extra: &str) -> Child {
     let log = dir.join("app.log");
     if !log.exists() {
         std::fs::write(&log, "").expect("log");
@@ -83,7 +88,7 @@ fn medic_run(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Child {
     std::fs::write(
         &config,
         format!(
-            "state_dir: {}\napi: {{ listen: \"{listen}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
+            "state_dir: {}\napi: {{ listen: \"{listen}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n{extra}",
             dir.join("state").display(),
             log.display()
         ),
@@ -262,4 +267,114 @@ fn a_public_bind_needs_a_token_and_the_api_checks_it() {
     // Metrics and health need no token.
     assert_eq!(get(port, "/metrics", &[]).map(|r| r.0), Some(200));
     assert_eq!(get(port, "/readyz", &[]).map(|r| r.0), Some(200));
+}
+
+#[test]
+fn incidents_rules_and_live_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _medic = Killed(medic_run_with(
+        dir.path(),
+        &format!("127.0.0.1:{port}"),
+        &[],
+        "window: { group_wait: 1s, group_interval: 1s }\n",
+    ));
+    wait_for(20, "medic to be ready", || {
+        get(port, "/readyz", &[]).filter(|(s, _)| *s == 200)
+    });
+    // Subscribe before anything happens: notifications must arrive on the stream.
+    let mut sse = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sse.write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .expect("subscribe");
+    sse.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/app.log");
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("app.log"))
+        .expect("log");
+    log.write_all(&std::fs::read(fixture).expect("fixture"))
+        .expect("append");
+    let mut seen = String::new();
+    wait_for(20, "an incident on /api/events", || {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = sse.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        seen.contains("event: incident").then_some(())
+    });
+    assert!(seen.contains("text/event-stream"), "{seen}");
+
+    let list = |query: &str| -> serde_json::Value {
+        let (status, body) = get(port, &format!("/api/incidents{query}"), &[]).expect("r");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    };
+    let all = list("");
+    let incidents = all["incidents"].as_array().expect("list");
+    assert!(!incidents.is_empty());
+    assert!(
+        incidents.iter().all(|i| i.get("samples").is_none()),
+        "the list has no samples"
+    );
+    let critical = list("?severity=critical&state=open");
+    assert!(
+        critical["incidents"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|i| i["severity"] == "critical" && i["state"] == "open")
+    );
+    assert_eq!(
+        list("?service=nobody")["incidents"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        list("?limit=1")["incidents"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let id = incidents[0]["id"].as_str().expect("id");
+    let (status, body) = get(port, &format!("/api/incidents/{id}"), &[]).expect("r");
+    assert_eq!(status, 200);
+    let one: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(
+        !one["samples"].as_array().expect("samples").is_empty(),
+        "{one}"
+    );
+    let (status, body) = get(port, "/api/incidents/0000", &[]).expect("r");
+    assert_eq!(
+        (status, body.contains("\"code\":\"not_found\"")),
+        (404, true)
+    );
+    for bad in [
+        "?state=sleeping",
+        "?severity=apocalyptic",
+        "?limit=0",
+        "?limit=many",
+        "?since=yesterday",
+        "?colour=red",
+    ] {
+        let (status, body) = get(port, &format!("/api/incidents{bad}"), &[]).expect("r");
+        assert_eq!(status, 400, "{bad}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+        assert_eq!(v["code"], "bad_request", "{bad}");
+    }
+    let (status, body) = get(port, "/api/rules", &[]).expect("r");
+    assert_eq!(status, 200);
+    let rules: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let refused = rules["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["id"] == "connection-refused")
+        .expect("a shipped rule");
+    assert_eq!(refused["hits"], 2, "{refused}");
+    let (status, page) = get(port, "/", &[]).expect("r");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("EventSource") && page.contains("<main>"),
+        "the dashboard"
+    );
 }

@@ -4,18 +4,26 @@
 //! everything except `/metrics` and the health endpoints, and without one configured
 //! medic refuses to start. Errors are JSON with a stable `code`.
 
+pub mod board;
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+pub use board::Board;
+
+use crate::event::Incident;
 use crate::source::LagTable;
 use crate::telemetry::PrometheusHandle;
 
@@ -90,6 +98,12 @@ pub struct ApiState {
     pub health: Arc<Health>,
     /// Lag per source.
     pub lag: LagTable,
+    /// Recent incidents and live notifications.
+    pub board: Arc<Board>,
+    /// The rules in force: (id, severity, description).
+    pub rules: Arc<dyn Fn() -> Vec<(String, &'static str, String)> + Send + Sync>,
+    /// Rule hits so far, by rule id.
+    pub rule_hits: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
     token: Option<Arc<str>>,
 }
 
@@ -100,6 +114,9 @@ impl ApiState {
         prometheus: PrometheusHandle,
         health: Arc<Health>,
         lag: LagTable,
+        board: Arc<Board>,
+        rules: Arc<dyn Fn() -> Vec<(String, &'static str, String)> + Send + Sync>,
+        rule_hits: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
     ) -> Result<ApiState, ApiError> {
         let token = match &cfg.token_file {
             Some(path) => Some(
@@ -121,6 +138,9 @@ impl ApiState {
             prometheus,
             health,
             lag,
+            board,
+            rules,
+            rule_hits,
             token: token.map(Arc::from),
         })
     }
@@ -150,9 +170,17 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/sources", get(sources))
+        .route("/incidents", get(incidents))
+        .route("/incidents/{id}", get(incident))
+        .route("/rules", get(rules))
+        .route("/events", get(events))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), auth));
+    let dashboard = Router::new()
+        .route("/", get(dashboard))
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
+        .merge(dashboard)
         .route("/metrics", get(metrics))
         .route(
             "/healthz",
@@ -189,12 +217,20 @@ pub async fn serve(
 
 async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        let given = req
+        let header_token = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_ref()) {
+        // Browsers cannot set headers on EventSource or a page load: `?token=` also works.
+        let query_token = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("token="))
+                .map(str::to_string)
+        });
+        let ok =
+            header_token == Some(token.as_ref()) || query_token.as_deref() == Some(token.as_ref());
+        if !ok {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -244,4 +280,127 @@ async fn sources(State(state): State<ApiState>) -> Response {
         })
         .collect();
     Json(serde_json::json!({ "sources": list })).into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// The list view of an incident: everything but the samples.
+fn summary(i: &Incident) -> serde_json::Value {
+    let mut v = serde_json::to_value(i).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("samples");
+    }
+    v
+}
+
+async fn incidents(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    const STATES: [&str; 4] = ["open", "updated", "resolved", "reopened"];
+    const SEVERITIES: [&str; 4] = ["critical", "high", "medium", "low"];
+    let mut limit = 100usize;
+    let mut since_ms = 0u64;
+    for (k, v) in &q {
+        match k.as_str() {
+            "state" if !STATES.contains(&v.as_str()) => {
+                return bad_request(format!("state must be one of {STATES:?}, not {v:?}"));
+            }
+            "severity" if !SEVERITIES.contains(&v.as_str()) => {
+                return bad_request(format!("severity must be one of {SEVERITIES:?}, not {v:?}"));
+            }
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => limit = n,
+                _ => return bad_request(format!("limit must be 1 to 10000, not {v:?}")),
+            },
+            "since" => match v.parse::<u64>() {
+                Ok(n) => since_ms = n,
+                Err(_) => {
+                    return bad_request(format!(
+                        "since is milliseconds since the Unix epoch, not {v:?}"
+                    ));
+                }
+            },
+            "state" | "severity" | "service" | "token" => {}
+            other => return bad_request(format!("unknown query parameter {other:?}")),
+        }
+    }
+    let list: Vec<serde_json::Value> = state
+        .board
+        .list()
+        .iter()
+        .filter(|i| q.get("state").is_none_or(|s| i.state.as_str() == s))
+        .filter(|i| q.get("severity").is_none_or(|s| i.severity.as_str() == s))
+        .filter(|i| q.get("service").is_none_or(|s| &i.key.service == s))
+        .filter(|i| i.last_seen_ms >= since_ms)
+        .take(limit)
+        .map(summary)
+        .collect();
+    Json(serde_json::json!({ "incidents": list })).into_response()
+}
+
+async fn incident(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    match state.board.get(&id) {
+        Some(i) => Json(i).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no incident {id}"),
+        ),
+    }
+}
+
+async fn rules(State(state): State<ApiState>) -> Response {
+    let hits = state
+        .rule_hits
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    let list: Vec<serde_json::Value> = (state.rules)()
+        .into_iter()
+        .map(|(id, severity, description)| {
+            serde_json::json!({
+                "hits": hits.get(&id).copied().unwrap_or(0),
+                "id": id,
+                "severity": severity,
+                "description": description,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "rules": list })).into_response()
+}
+
+/// Server-sent events: `incident` with each notification as it goes out.
+async fn events(
+    State(state): State<ApiState>,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = state.board.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(inc) => {
+                    let ev = SseEvent::default()
+                        .event("incident")
+                        .data(serde_json::to_string(&summary(&inc)).unwrap_or_default());
+                    return Some((Ok(ev), rx));
+                }
+                // A slow client missed some; it reloads the list on `lagged`.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    return Some((Ok(SseEvent::default().event("lagged").data("{}")), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn dashboard() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
 }

@@ -114,6 +114,8 @@ pub struct LiveShared {
     pub stats: Arc<LiveStats>,
     /// Set at shutdown: workers drain what is queued, then finish.
     pub stop: Stop,
+    /// Rule hits so far, by rule id (for the API).
+    pub rule_hits: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 /// The parse settings of one source: the configuration, with its `medic.log-format` and
@@ -505,6 +507,9 @@ impl Worker<'_> {
                     count: n - *last,
                 }
                 .emit();
+                if let Ok(mut h) = self.shared.rule_hits.lock() {
+                    *h.entry(rule.id().to_string()).or_insert(0) += n - *last;
+                }
                 *last = n;
             }
         }
