@@ -378,21 +378,17 @@ async fn events(
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.board.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(inc) => {
-                    let ev = SseEvent::default()
-                        .event("incident")
-                        .data(serde_json::to_string(&summary(&inc)).unwrap_or_default());
-                    return Some((Ok(ev), rx));
-                }
-                // A slow client missed some; it reloads the list on `lagged`.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(SseEvent::default().event("lagged").data("{}")), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        let ev = match rx.recv().await {
+            Ok(inc) => SseEvent::default()
+                .event("incident")
+                .data(serde_json::to_string(&summary(&inc)).unwrap_or_default()),
+            // A slow client missed some; it reloads the list on `lagged`.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                SseEvent::default().event("lagged").data("{}")
             }
-        }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(ev), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
