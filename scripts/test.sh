@@ -10,6 +10,8 @@ command -v cc >/dev/null || need_apt+=(gcc)
 command -v docker >/dev/null || need_apt+=(docker.io)
 # A real Prometheus scrapes medic in tests/api.rs; promtool lints /metrics.
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
+# The dashboard test drives headless Chromium over the DevTools protocol.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}"

@@ -1,6 +1,8 @@
 //! `medic run`'s HTTP server: a real Prometheus (from Debian) scrapes `/metrics`, promtool
 //! lints it, and the API's token rule holds on a public bind.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -377,4 +379,69 @@ fn incidents_rules_and_live_events() {
         page.contains("EventSource") && page.contains("<main>"),
         "the dashboard"
     );
+}
+
+/// The dashboard in real headless Chromium: an incident that opens after the page loaded
+/// appears through the live stream, without a reload; the screenshot is kept under
+/// target/artifacts/.
+#[test]
+fn the_dashboard_shows_a_new_incident_live_in_chromium() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _medic = Killed(medic_run_with(
+        dir.path(),
+        &format!("127.0.0.1:{port}"),
+        &[],
+        "window: { group_wait: 1s, group_interval: 1s }\n",
+    ));
+    wait_for(20, "medic to be ready", || {
+        get(port, "/readyz", &[]).filter(|(s, _)| *s == 200)
+    });
+    let mut browser = support::cdp::Browser::start(1280, 800);
+    let page = browser.open(&format!("http://127.0.0.1:{port}/"));
+    browser.wait_true(
+        &page,
+        "document.getElementById('status')?.textContent === 'live'",
+        20,
+    );
+    assert_eq!(
+        browser.eval(&page, "document.querySelectorAll('tr[data-id]').length"),
+        serde_json::json!(0)
+    );
+    // A mark on this page load: a reload would drop it.
+    browser.eval(&page, "window.medicMark = 42; 42");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/app.log");
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("app.log"))
+        .expect("log");
+    log.write_all(&std::fs::read(fixture).expect("fixture"))
+        .expect("append");
+    browser.wait_true(
+        &page,
+        "document.querySelectorAll('tr[data-id]').length > 0",
+        30,
+    );
+    assert_eq!(
+        browser.eval(&page, "window.medicMark"),
+        serde_json::json!(42),
+        "no reload"
+    );
+    let text = browser.eval(&page, "document.getElementById('incidents').textContent");
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("connect: connection refused")),
+        "{text}"
+    );
+    // A click opens the detail with its samples.
+    browser.eval(
+        &page,
+        "document.querySelector('tr[data-id] button').click(); true",
+    );
+    browser.wait_true(&page, "!document.getElementById('detail').hidden && document.querySelectorAll('#detail pre').length > 0", 10);
+    let png = browser.screenshot(&page);
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
+    std::fs::create_dir_all(&out).expect("artifacts dir");
+    std::fs::write(out.join("dashboard.png"), &png).expect("screenshot");
 }
