@@ -13,10 +13,10 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use medic::api::{ApiState, Board, Health};
+use medic::api::{ApiParts, ApiState, Board, Health};
 use medic::event::{Incident, format_rfc3339};
 use medic::parse::Parser;
-use medic::pipeline::{LiveConfig, LiveShared, LiveStats, RulesHandle};
+use medic::pipeline::{LiveConfig, LiveShared, LiveStats, RulesHandle, TemplateStat};
 use medic::source::{CheckpointStore, SourceMsg, StartCursors, Stop};
 
 use crate::{RunArgs, TapArgs, load_config, load_rules};
@@ -162,6 +162,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
 
     let prometheus = medic::telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
     let rule_hits: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let templates: Arc<Mutex<std::collections::HashMap<usize, Vec<TemplateStat>>>> = Arc::default();
     let lag: medic::source::LagTable = Arc::default();
     let rt = runtime()?;
     let (mut running, rx) = medic::source::start::start(
@@ -193,12 +194,15 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         };
         let state = ApiState::new(
             &config.api,
-            prometheus.clone(),
-            Arc::clone(&health),
-            Arc::clone(&lag),
-            Arc::clone(&board),
-            Arc::new(list),
-            Arc::clone(&rule_hits),
+            ApiParts {
+                prometheus: prometheus.clone(),
+                health: Arc::clone(&health),
+                lag: Arc::clone(&lag),
+                board: Arc::clone(&board),
+                rules: Arc::new(list),
+                rule_hits: Arc::clone(&rule_hits),
+                templates: Arc::clone(&templates),
+            },
         )?;
         let server = rt.block_on(medic::api::serve(&config.api, state, async {
             let _ = api_stopped.await;
@@ -224,6 +228,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         stats: Arc::new(LiveStats::default()),
         stop: Stop::default(),
         rule_hits: Arc::clone(&rule_hits),
+        templates: Arc::clone(&templates),
     };
     let live_cfg = LiveConfig {
         parse: config.parse.clone(),

@@ -7,7 +7,8 @@
 mod live;
 
 pub use live::{
-    LiveConfig, LiveShared, LiveStats, RulesHandle, route, run_live, source_parse_config,
+    LiveConfig, LiveShared, LiveStats, RulesHandle, TemplateStat, route, run_live,
+    source_parse_config,
 };
 
 use std::io::Read;

@@ -379,6 +379,31 @@ fn incidents_rules_and_live_events() {
         page.contains("EventSource") && page.contains("<main>"),
         "the dashboard"
     );
+    // Top templates are published every few seconds.
+    let top = wait_for(20, "top templates", || {
+        let (status, body) = get(port, "/api/templates?by=count&limit=3", &[])?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && v["templates"].as_array().is_some_and(|t| !t.is_empty())).then_some(v)
+    });
+    let t = top["templates"].as_array().expect("list");
+    assert!(t.len() <= 3);
+    assert!(
+        t.windows(2)
+            .all(|w| w[0]["count"].as_u64() >= w[1]["count"].as_u64())
+    );
+    assert!(
+        t[0]["template"].is_string() && t[0]["trend"].is_string(),
+        "{top}"
+    );
+    assert_eq!(
+        get(port, "/api/templates?by=rate", &[]).map(|r| r.0),
+        Some(200)
+    );
+    for bad in ["?by=size", "?limit=0", "?x=1"] {
+        let (status, body) = get(port, &format!("/api/templates{bad}"), &[]).expect("r");
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("bad_request"), "{body}");
+    }
 }
 
 /// The dashboard in real headless Chromium: an incident that opens after the page loaded

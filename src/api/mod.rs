@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use board::Board;
 
 use crate::event::Incident;
+use crate::pipeline::TemplateStat;
 use crate::source::LagTable;
 use crate::telemetry::PrometheusHandle;
 
@@ -89,9 +90,12 @@ pub struct Health {
     pub store_writable: AtomicBool,
 }
 
-/// Shared state of the handlers.
+/// The rules in force: (id, severity, description).
+pub type RuleList = Arc<dyn Fn() -> Vec<(String, &'static str, String)> + Send + Sync>;
+
+/// What the handlers read.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiParts {
     /// Metrics.
     pub prometheus: PrometheusHandle,
     /// Readiness inputs.
@@ -100,24 +104,24 @@ pub struct ApiState {
     pub lag: LagTable,
     /// Recent incidents and live notifications.
     pub board: Arc<Board>,
-    /// The rules in force: (id, severity, description).
-    pub rules: Arc<dyn Fn() -> Vec<(String, &'static str, String)> + Send + Sync>,
+    /// The rules in force.
+    pub rules: RuleList,
     /// Rule hits so far, by rule id.
     pub rule_hits: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
+    /// The busiest templates per window worker.
+    pub templates: Arc<std::sync::Mutex<HashMap<usize, Vec<TemplateStat>>>>,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    parts: ApiParts,
     token: Option<Arc<str>>,
 }
 
 impl ApiState {
     /// State for the handlers; the token comes from the configuration.
-    pub fn new(
-        cfg: &ApiConfig,
-        prometheus: PrometheusHandle,
-        health: Arc<Health>,
-        lag: LagTable,
-        board: Arc<Board>,
-        rules: Arc<dyn Fn() -> Vec<(String, &'static str, String)> + Send + Sync>,
-        rule_hits: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
-    ) -> Result<ApiState, ApiError> {
+    pub fn new(cfg: &ApiConfig, parts: ApiParts) -> Result<ApiState, ApiError> {
         let token = match &cfg.token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -135,12 +139,7 @@ impl ApiState {
             return Err(ApiError::NoToken(cfg.listen, cfg.token_env.clone()));
         }
         Ok(ApiState {
-            prometheus,
-            health,
-            lag,
-            board,
-            rules,
-            rule_hits,
+            parts,
             token: token.map(Arc::from),
         })
     }
@@ -173,6 +172,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/incidents", get(incidents))
         .route("/incidents/{id}", get(incident))
         .route("/rules", get(rules))
+        .route("/templates", get(templates))
         .route("/events", get(events))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -244,13 +244,13 @@ async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Respon
 async fn metrics(State(state): State<ApiState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.prometheus.render(),
+        state.parts.prometheus.render(),
     )
         .into_response()
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
-    let h = &state.health;
+    let h = &state.parts.health;
     let docker = !h.docker_enabled || h.docker_connected.load(Ordering::Relaxed);
     let store = h.store_writable.load(Ordering::Relaxed);
     let body = serde_json::json!({
@@ -266,7 +266,12 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 async fn sources(State(state): State<ApiState>) -> Response {
-    let lag = state.lag.lock().map(|l| l.clone()).unwrap_or_default();
+    let lag = state
+        .parts
+        .lag
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
     let list: Vec<serde_json::Value> = lag
         .into_iter()
         .map(|(key, l)| {
@@ -328,6 +333,7 @@ async fn incidents(
         }
     }
     let list: Vec<serde_json::Value> = state
+        .parts
         .board
         .list()
         .iter()
@@ -342,7 +348,7 @@ async fn incidents(
 }
 
 async fn incident(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    match state.board.get(&id) {
+    match state.parts.board.get(&id) {
         Some(i) => Json(i).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
@@ -354,11 +360,12 @@ async fn incident(State(state): State<ApiState>, Path(id): Path<String>) -> Resp
 
 async fn rules(State(state): State<ApiState>) -> Response {
     let hits = state
+        .parts
         .rule_hits
         .lock()
         .map(|h| h.clone())
         .unwrap_or_default();
-    let list: Vec<serde_json::Value> = (state.rules)()
+    let list: Vec<serde_json::Value> = (state.parts.rules)()
         .into_iter()
         .map(|(id, severity, description)| {
             serde_json::json!({
@@ -376,7 +383,7 @@ async fn rules(State(state): State<ApiState>) -> Response {
 async fn events(
     State(state): State<ApiState>,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = state.board.subscribe();
+    let rx = state.parts.board.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let ev = match rx.recv().await {
             Ok(inc) => SseEvent::default()
@@ -399,4 +406,40 @@ async fn dashboard() -> Response {
         include_str!("dashboard.html"),
     )
         .into_response()
+}
+
+async fn templates(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut by_rate = false;
+    let mut limit = 20usize;
+    for (k, v) in &q {
+        match (k.as_str(), v.as_str()) {
+            ("by", "count") => by_rate = false,
+            ("by", "rate") => by_rate = true,
+            ("by", other) => {
+                return bad_request(format!("by must be count or rate, not {other:?}"));
+            }
+            ("limit", v) => match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => limit = n,
+                _ => return bad_request(format!("limit must be 1 to 1000, not {v:?}")),
+            },
+            ("token", _) => {}
+            (other, _) => return bad_request(format!("unknown query parameter {other:?}")),
+        }
+    }
+    let mut all: Vec<TemplateStat> = state
+        .parts
+        .templates
+        .lock()
+        .map(|t| t.values().flatten().cloned().collect())
+        .unwrap_or_default();
+    if by_rate {
+        all.sort_by(|a, b| b.rate_per_sec.total_cmp(&a.rate_per_sec));
+    } else {
+        all.sort_by_key(|t| std::cmp::Reverse(t.count));
+    }
+    all.truncate(limit);
+    Json(serde_json::json!({ "templates": all })).into_response()
 }

@@ -202,6 +202,25 @@ impl Miner {
         self.live
     }
 
+    /// The `n` live templates with the most lines: (template, fingerprint, lines).
+    pub fn top(&self, n: usize) -> Vec<(String, Fingerprint, u64)> {
+        let mut all: Vec<&ClusterData> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.data.as_deref())
+            .collect();
+        let n = n.min(all.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        all.select_nth_unstable_by(n - 1, |a, b| b.count.cmp(&a.count));
+        all.truncate(n);
+        all.sort_by(|a, b| b.count.cmp(&a.count).then(a.template.cmp(&b.template)));
+        all.into_iter()
+            .map(|d| (d.template.clone(), d.fingerprint, d.count))
+            .collect()
+    }
+
     /// Observe one message.
     pub fn observe(&mut self, msg: &str) -> Observation {
         self.tick += 1;
@@ -419,11 +438,13 @@ impl Miner {
         tpl[p] = VAR;
         let mut children = Vec::new();
         let mut retired = Vec::new();
+        let mut absorbed = 0;
         for &s in &live {
             let Some(d) = self.slots[s as usize].data.take() else {
                 continue;
             };
             retired.push(d.fingerprint);
+            absorbed += d.count;
             for (t, o) in tpl.iter_mut().zip(&d.tpl) {
                 if *t != *o {
                     *t = VAR;
@@ -445,6 +466,7 @@ impl Miner {
             me.tpl = tpl;
             me.children.extend(children);
             me.last_used = tick;
+            me.count += absorbed;
             render(me);
             let new = me.fingerprint;
             self.merges.extend(

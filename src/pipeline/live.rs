@@ -116,7 +116,30 @@ pub struct LiveShared {
     pub stop: Stop,
     /// Rule hits so far, by rule id (for the API).
     pub rule_hits: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+    /// The busiest templates of each worker, refreshed every few seconds (for the API).
+    pub templates: Arc<Mutex<HashMap<usize, Vec<TemplateStat>>>>,
 }
+
+/// One busy template, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TemplateStat {
+    /// The template text.
+    pub template: String,
+    /// Its fingerprint.
+    pub fingerprint: crate::event::Fingerprint,
+    /// Lines so far.
+    pub count: u64,
+    /// Lines per second over the last period.
+    pub rate_per_sec: f64,
+    /// `rising`, `falling`, `steady` or `new`, against the period before.
+    pub trend: &'static str,
+}
+
+/// Templates each worker publishes.
+const TOP_TEMPLATES: usize = 50;
+
+/// How often they are published, in ticks.
+const TEMPLATES_EVERY_TICKS: u64 = 50;
 
 /// The parse settings of one source: the configuration, with its `medic.log-format` and
 /// `medic.multiline` labels on top.
@@ -178,6 +201,10 @@ struct Reported {
     parse: crate::parse::ParseStats,
     /// Rule hits as last reported, per rule (reset when the detector is rebuilt).
     rule_hits: Vec<u64>,
+    /// Ticks since start, and the last published template counts and rates.
+    ticks: u64,
+    template_counts: HashMap<crate::event::Fingerprint, (u64, f64)>,
+    templates_at: Option<Instant>,
     created: u64,
     evicted: u64,
     late: u64,
@@ -215,6 +242,7 @@ pub fn run_live(
                 sources: HashMap::new(),
                 acked: HashMap::new(),
                 reported: Reported::default(),
+                index,
                 epoch: Instant::now(),
                 line: 0,
                 lateness,
@@ -234,6 +262,7 @@ struct Worker<'a> {
     sources: HashMap<String, SourceState>,
     acked: HashMap<String, Cursor>,
     reported: Reported,
+    index: usize,
     epoch: Instant,
     line: u64,
     lateness: u64,
@@ -522,6 +551,41 @@ impl Worker<'_> {
         }
         .emit();
         (r.created, r.evicted) = (ms.created, ms.evicted);
+        r.ticks += 1;
+        if r.ticks.is_multiple_of(TEMPLATES_EVERY_TICKS) {
+            let secs = r
+                .templates_at
+                .map_or(0.0, |t| t.elapsed().as_secs_f64())
+                .max(1e-3);
+            r.templates_at = Some(Instant::now());
+            let top = miner.top(TOP_TEMPLATES);
+            let mut counts = HashMap::with_capacity(top.len());
+            let stats: Vec<TemplateStat> = top
+                .into_iter()
+                .map(|(template, fingerprint, count)| {
+                    let prev = r.template_counts.get(&fingerprint).copied();
+                    let rate = prev.map_or(0.0, |(c, _)| count.saturating_sub(c) as f64 / secs);
+                    let trend = match prev {
+                        None => "new",
+                        Some((_, old)) if rate > old * 1.5 && rate > 0.1 => "rising",
+                        Some((_, old)) if rate < old / 1.5 => "falling",
+                        Some(_) => "steady",
+                    };
+                    counts.insert(fingerprint, (count, rate));
+                    TemplateStat {
+                        template,
+                        fingerprint,
+                        count,
+                        rate_per_sec: rate,
+                        trend,
+                    }
+                })
+                .collect();
+            r.template_counts = counts;
+            if let Ok(mut t) = self.shared.templates.lock() {
+                t.insert(self.index, stats);
+            }
+        }
         let late = feeder.late();
         events::RecordsDeferred {
             reason: "late",
