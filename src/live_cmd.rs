@@ -161,6 +161,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
 
     let prometheus = medic::telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
+    let stats = Arc::new(LiveStats::default());
     let rule_hits: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let templates: Arc<Mutex<std::collections::HashMap<usize, Vec<TemplateStat>>>> = Arc::default();
     let lag: medic::source::LagTable = Arc::default();
@@ -202,6 +203,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                 rules: Arc::new(list),
                 rule_hits: Arc::clone(&rule_hits),
                 templates: Arc::clone(&templates),
+                stats: Arc::clone(&stats),
             },
         )?;
         let server = rt.block_on(medic::api::serve(&config.api, state, async {
@@ -225,7 +227,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let shared = LiveShared {
         checkpoints: Arc::clone(&store),
         lag: Arc::clone(&lag),
-        stats: Arc::new(LiveStats::default()),
+        stats: Arc::clone(&stats),
         stop: Stop::default(),
         rule_hits: Arc::clone(&rule_hits),
         templates: Arc::clone(&templates),

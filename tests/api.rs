@@ -373,6 +373,13 @@ fn incidents_rules_and_live_events() {
         .find(|r| r["id"] == "connection-refused")
         .expect("a shipped rule");
     assert_eq!(refused["hits"], 2, "{refused}");
+    let (status, body) = get(port, "/api/status", &[]).expect("r");
+    assert_eq!(status, 200);
+    let st: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let monitor = &st["modules"][0];
+    assert_eq!(monitor["name"], "log_monitor");
+    assert_eq!(monitor["state"], "active", "{st}");
+    assert_eq!(monitor["records"], 33, "{st}");
     let (status, page) = get(port, "/", &[]).expect("r");
     assert_eq!(status, 200);
     assert!(
@@ -464,9 +471,32 @@ fn the_dashboard_shows_a_new_incident_live_in_chromium() {
         "document.querySelector('tr[data-id] button').click(); true",
     );
     browser.wait_true(&page, "!document.getElementById('detail').hidden && document.querySelectorAll('#detail pre').length > 0", 10);
+    browser.wait_true(
+        &page,
+        "[...document.querySelectorAll('#modules .card')].some((c) => c.textContent.includes('log monitor'))",
+        10,
+    );
     let png = browser.screenshot(&page);
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
     std::fs::create_dir_all(&out).expect("artifacts dir");
     std::fs::write(out.join("dashboard.png"), &png).expect("screenshot");
+
+    // A phone: nothing wider than the screen.
+    let mut phone = support::cdp::Browser::start(390, 844);
+    let page = phone.open(&format!("http://127.0.0.1:{port}/"));
+    phone.wait_true(
+        &page,
+        "document.querySelectorAll('tr[data-id]').length > 0",
+        20,
+    );
+    assert_eq!(
+        phone.eval(
+            &page,
+            "document.documentElement.scrollWidth <= window.innerWidth"
+        ),
+        serde_json::json!(true),
+        "no horizontal scrolling at phone width"
+    );
+    std::fs::write(out.join("dashboard-phone.png"), phone.screenshot(&page)).expect("screenshot");
 }

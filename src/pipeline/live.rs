@@ -101,6 +101,8 @@ pub struct LiveStats {
     pub hits: AtomicU64,
     /// Rule reloads taken up (per worker).
     pub reloads: AtomicU64,
+    /// Wall-clock milliseconds of the last record handled (0: none yet).
+    pub last_record_ms: AtomicU64,
 }
 
 /// What the workers share with the rest of the process.
@@ -423,6 +425,10 @@ impl Worker<'_> {
                     self.acked.insert(key.clone(), c);
                 }
                 self.shared.stats.records.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .last_record_ms
+                    .store((now_ns() / 1_000_000).max(0) as u64, Ordering::Relaxed);
                 if let Ok(mut lag) = self.shared.lag.lock() {
                     let l = lag.entry(key.clone()).or_default();
                     l.lines += 1;
