@@ -473,7 +473,7 @@ fn the_dashboard_shows_a_new_incident_live_in_chromium() {
     browser.wait_true(&page, "!document.getElementById('detail').hidden && document.querySelectorAll('#detail pre').length > 0", 10);
     browser.wait_true(
         &page,
-        "[...document.querySelectorAll('#modules .card')].some((c) => c.textContent.includes('log monitor'))",
+        "[...document.querySelectorAll('#modules .card')].some((c) => c.textContent.includes('log monitor') && c.textContent.includes('active'))",
         10,
     );
     let png = browser.screenshot(&page);
