@@ -87,29 +87,23 @@ fn report_lag(lag: &medic::source::LagTable) {
     }
 }
 
-/// The rule files behind `paths` (directories expanded) with their modification times, to
-/// notice edits. Empty for the built-in rules.
+/// The rule files behind `paths` (directories expanded as the loader does) with their
+/// modification times, to notice edits. Empty for the built-in rules.
 fn rule_files(paths: &[PathBuf]) -> BTreeMap<PathBuf, Option<SystemTime>> {
-    let mut out = BTreeMap::new();
     let roots: Vec<PathBuf> = if paths.is_empty() && Path::new("rules").is_dir() {
         vec![PathBuf::from("rules")]
     } else {
         paths.to_vec()
     };
-    for root in roots {
-        let files: Vec<PathBuf> = match std::fs::read_dir(&root) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect(),
-            Err(_) => vec![root.clone()],
-        };
-        for f in files {
+    // A directory that cannot be read now is watched as itself; the reload reports it.
+    let files = medic::detect::rules::expand_paths(&roots).unwrap_or(roots);
+    files
+        .into_iter()
+        .map(|f| {
             let m = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
-            out.insert(f, m);
-        }
-    }
-    out
+            (f, m)
+        })
+        .collect()
 }
 
 /// `medic run`.

@@ -105,11 +105,6 @@ impl Running {
             let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
         }
     }
-
-    /// The stop flag the file and stdin threads watch.
-    pub fn stop_flag(&self) -> Stop {
-        self.threads.clone()
-    }
 }
 
 /// Stdin as a source: lines until end of input. It cannot be resumed, so it has no cursor.
