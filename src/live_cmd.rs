@@ -65,13 +65,8 @@ fn flush_store(store: &Mutex<CheckpointStore>) -> bool {
 fn report_lag(lag: &medic::source::LagTable) {
     let table = lag.lock().map(|l| l.clone()).unwrap_or_default();
     let mut by_kind: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
-    for (key, l) in &table {
-        let kind = match key.split(':').next() {
-            Some("docker") => "docker",
-            Some("file") => "file",
-            _ => "stdin",
-        };
-        let e = by_kind.entry(kind).or_insert((0.0, 0));
+    for l in table.values() {
+        let e = by_kind.entry(l.kind).or_insert((0.0, 0));
         e.1 += 1;
         if let Some(ms) = l.lag_ms {
             e.0 = e.0.max(ms as f64 / 1000.0);

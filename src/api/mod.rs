@@ -280,7 +280,7 @@ async fn sources(State(state): State<ApiState>) -> Response {
         .map(|(key, l)| {
             serde_json::json!({
                 "key": key,
-                "kind": key.split(':').next().unwrap_or(&key),
+                "kind": l.kind,
                 "lines": l.lines,
                 "bytes": l.bytes,
                 "lag_seconds": l.lag_ms.map(|ms| ms as f64 / 1000.0),

@@ -19,7 +19,7 @@ use crate::event::{Event, Incident, Origin};
 use crate::fingerprint::{Fingerprinter, MinerConfig};
 use crate::parse::{Format, ParseConfig, Parser};
 use crate::source::{
-    CheckpointStore, Cursor, Framing, LagTable, SourceInfo, SourceMsg, Stop, now_ns,
+    CheckpointStore, Cursor, Framing, LagTable, SourceInfo, SourceLag, SourceMsg, Stop, now_ns,
 };
 use crate::telemetry::events;
 use crate::window::{self, Feeder, WindowConfig, WindowError};
@@ -190,11 +190,49 @@ pub async fn route(mut rx: mpsc::Receiver<SourceMsg>, txs: Vec<mpsc::Sender<Sour
 struct SourceState {
     parser: Parser,
     info: Arc<SourceInfo>,
+    /// Since the last publish (per tick, not per record: no lock or key copy per line).
+    lines: u64,
+    bytes: u64,
+    newest_ns: Option<i64>,
+    cursor: Option<Cursor>,
+}
+
+impl SourceState {
+    /// Publish what was handled since the last call: the position to the checkpoint store,
+    /// lines, bytes and lag to the lag table. Returns the lines.
+    fn publish(&mut self, key: &str, shared: &LiveShared, now: i64) -> u64 {
+        if self.lines == 0 {
+            return 0;
+        }
+        if let Some(c) = self.cursor.take()
+            && let Ok(mut store) = shared.checkpoints.lock()
+        {
+            store.set(key, c);
+        }
+        if let Ok(mut lag) = shared.lag.lock() {
+            let l = match lag.get_mut(key) {
+                Some(l) => l,
+                None => lag.entry(key.to_string()).or_insert_with(|| SourceLag {
+                    kind: self.info.origin.kind,
+                    ..SourceLag::default()
+                }),
+            };
+            l.lines += self.lines;
+            l.bytes += self.bytes;
+            if let Some(t) = self.newest_ns.take() {
+                l.lag_ms = Some((now - t) / 1_000_000);
+            }
+        }
+        std::mem::take(&mut self.bytes);
+        std::mem::take(&mut self.lines)
+    }
 }
 
 /// What a worker last reported as metrics, to report deltas of the stages' counters.
 #[derive(Default)]
 struct Reported {
+    /// Records handled since the last tick.
+    records: u64,
     /// Per source kind: lines and bytes since the last report.
     read: HashMap<&'static str, (u64, u64)>,
     /// Parse counters of parsers that are gone (closed sources), still to be counted.
@@ -242,7 +280,6 @@ pub fn run_live(
                 shared: &shared,
                 rx,
                 sources: HashMap::new(),
-                acked: HashMap::new(),
                 reported: Reported::default(),
                 index,
                 epoch: Instant::now(),
@@ -262,7 +299,6 @@ struct Worker<'a> {
     shared: &'a LiveShared,
     rx: mpsc::Receiver<SourceMsg>,
     sources: HashMap<String, SourceState>,
-    acked: HashMap<String, Cursor>,
     reported: Reported,
     index: usize,
     epoch: Instant,
@@ -372,6 +408,10 @@ impl Worker<'_> {
                         SourceState {
                             parser,
                             info: Arc::clone(&r.source),
+                            lines: 0,
+                            bytes: 0,
+                            newest_ns: None,
+                            cursor: None,
                         },
                     );
                 }
@@ -421,21 +461,13 @@ impl Worker<'_> {
                     }
                     .emit();
                 }
-                if let Some(c) = r.cursor {
-                    self.acked.insert(key.clone(), c);
+                st.lines += 1;
+                st.bytes += r.line.len() as u64;
+                if r.cursor.is_some() {
+                    st.cursor = r.cursor;
                 }
-                self.shared.stats.records.fetch_add(1, Ordering::Relaxed);
-                self.shared
-                    .stats
-                    .last_record_ms
-                    .store((now_ns() / 1_000_000).max(0) as u64, Ordering::Relaxed);
-                if let Ok(mut lag) = self.shared.lag.lock() {
-                    let l = lag.entry(key.clone()).or_default();
-                    l.lines += 1;
-                    l.bytes += r.line.len() as u64;
-                    if let Some(t) = r.time_ns {
-                        l.lag_ms = Some((now_ns() - t) / 1_000_000);
-                    }
+                if r.time_ns.is_some() {
+                    st.newest_ns = st.newest_ns.max(r.time_ns);
                 }
             }
             SourceMsg::Closed(info) => {
@@ -452,11 +484,12 @@ impl Worker<'_> {
                         );
                     }
                     add_stats(&mut self.reported.retired, st.parser.stats());
+                    let lines = st.publish(&info.key, self.shared, now_ns());
+                    self.reported.records += lines;
                 }
             }
             SourceMsg::Forget(key) => {
                 self.sources.remove(&key);
-                self.acked.remove(&key);
                 if let Ok(mut s) = self.shared.checkpoints.lock() {
                     s.remove(&key);
                 }
@@ -492,14 +525,19 @@ impl Worker<'_> {
         let wall_ms = (now_ns() / 1_000_000).max(0) as u64;
         feeder.advance(wall_ms.saturating_sub(self.lateness));
         feeder.step();
-        self.report(core, set, feeder);
-        if !self.acked.is_empty()
-            && let Ok(mut store) = self.shared.checkpoints.lock()
-        {
-            for (k, c) in self.acked.drain() {
-                store.set(&k, c);
-            }
+        let now = now_ns();
+        for (key, st) in &mut self.sources {
+            self.reported.records += st.publish(key, self.shared, now);
         }
+        if self.reported.records > 0 {
+            let n = std::mem::take(&mut self.reported.records);
+            self.shared.stats.records.fetch_add(n, Ordering::Relaxed);
+            self.shared
+                .stats
+                .last_record_ms
+                .store((now / 1_000_000).max(0) as u64, Ordering::Relaxed);
+        }
+        self.report(core, set, feeder);
     }
 }
 

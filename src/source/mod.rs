@@ -155,6 +155,8 @@ impl Stop {
 /// record handled is behind the wall clock).
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct SourceLag {
+    /// Source kind: `docker`, `file`, `stdin`.
+    pub kind: &'static str,
     /// Lines handled.
     pub lines: u64,
     /// Bytes handled.
