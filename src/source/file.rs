@@ -8,12 +8,11 @@
 //! reads each newer generation in turn; if the inode is gone, the file is read from its
 //! start.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::docker::LineAssembler;
@@ -40,7 +39,7 @@ pub struct Tail {
     pub docker_json: bool,
     /// Where to publish the position of the last line sent (so a restarted tail of the
     /// same key continues there); optional.
-    pub sent: Option<Arc<Mutex<HashMap<String, Cursor>>>>,
+    pub sent: Option<super::SentPositions>,
 }
 
 struct Open {
@@ -135,10 +134,8 @@ pub fn run(t: Tail, tx: super::Sender, stop: Stop) {
         .docker_json
         .then(|| (LineAssembler::new(None, t.max_line_bytes), Vec::new()));
     let publish = |cursor: Option<Cursor>| {
-        if let (Some(sent), Some(c)) = (&t.sent, cursor)
-            && let Ok(mut m) = sent.lock()
-        {
-            m.insert(t.info.key.clone(), c);
+        if let (Some(sent), Some(c)) = (&t.sent, cursor) {
+            super::record_sent(sent, &t.info.key, c);
         }
     };
     let mut send = |line: &[u8], truncated: bool, cursor: Cursor| -> bool {

@@ -168,6 +168,23 @@ pub struct SourceLag {
 /// Lag per source key, shared with whoever reports it.
 pub type LagTable = Arc<Mutex<BTreeMap<String, SourceLag>>>;
 
+/// Positions of the last record sent per source key: where a follower that takes over
+/// (after a reconnect, a rename, a rotation) continues.
+pub type SentPositions = Arc<Mutex<HashMap<String, Cursor>>>;
+
+/// Note the position after a record sent by `key`'s follower; no allocation once the key
+/// is known.
+pub fn record_sent(sent: &SentPositions, key: &str, cursor: Cursor) {
+    if let Ok(mut m) = sent.lock() {
+        match m.get_mut(key) {
+            Some(c) => *c = cursor,
+            None => {
+                m.insert(key.to_string(), cursor);
+            }
+        }
+    }
+}
+
 /// Start positions for sources: the stored checkpoints.
 pub type StartCursors = Arc<HashMap<String, Cursor>>;
 

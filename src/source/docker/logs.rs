@@ -277,7 +277,11 @@ impl Follow {
             if self.tx.send(l.into_msg(&self.info)).await.is_err() {
                 return false;
             }
-            mark_sent(&self.sent, &self.info, cursor);
+            // Per record: this task can be aborted at any await, and its successor must
+            // find the position of every record that went out.
+            if let Some(c) = cursor {
+                crate::source::record_sent(&self.sent, &self.info.key, c);
+            }
         }
         true
     }
@@ -295,13 +299,6 @@ impl DockerLine {
             framing: Framing::Content,
             cursor: self.cursor,
         })
-    }
-}
-
-/// Publish the position after a sent line, for a follower that takes over.
-pub(super) fn mark_sent(sent: &Sent, info: &SourceInfo, cursor: Option<Cursor>) {
-    if let (Some(c), Ok(mut s)) = (cursor, sent.lock()) {
-        s.insert(info.key.clone(), c);
     }
 }
 

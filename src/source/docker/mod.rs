@@ -13,7 +13,7 @@ mod raw;
 mod select;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -24,16 +24,13 @@ use tokio::sync::watch;
 pub use logs::{DockerLine, LineAssembler, split_timestamp};
 pub use select::{Selector, own_container_id};
 
+use super::SentPositions as Sent;
 use super::file::{self, Tail};
 use super::{
-    Cursor, DockerConfig, DockerMode, ReadFrom, Sender, SourceError, SourceInfo, SourceMsg,
-    StartCursors, Stop,
+    DockerConfig, DockerMode, ReadFrom, Sender, SourceError, SourceInfo, SourceMsg, StartCursors,
+    Stop,
 };
 use crate::event::Origin;
-
-/// Positions of the last record sent per source key: where a follower restarted after a
-/// reconnect continues.
-type Sent = Arc<Mutex<HashMap<String, Cursor>>>;
 
 /// The Docker source.
 #[derive(Debug)]

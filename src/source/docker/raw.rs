@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Sent;
-use super::logs::{DockerLine, LineAssembler, mark_sent};
+use super::logs::{DockerLine, LineAssembler};
 use crate::event::Stream;
 use crate::source::{Cursor, Sender, SourceInfo, SourceMsg, Stop};
 
@@ -300,12 +300,16 @@ impl RawFollow {
     }
 
     fn send(&self, out: &mut Vec<DockerLine>) -> bool {
+        let mut last = None;
         for l in out.drain(..) {
-            let cursor = l.cursor;
+            last = l.cursor.or(last);
             if self.tx.blocking_send(l.into_msg(&self.info)).is_err() {
                 return false;
             }
-            mark_sent(&self.sent, &self.info, cursor);
+        }
+        // Once per batch: this thread stops only between batches.
+        if let Some(c) = last {
+            crate::source::record_sent(&self.sent, &self.info.key, c);
         }
         true
     }
