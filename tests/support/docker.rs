@@ -236,6 +236,47 @@ impl Drop for Medic {
     }
 }
 
+/// A connected stream that can be cloned and half-closed: unix and TCP.
+trait Duplex: std::io::Read + std::io::Write + Send + Sized + 'static {
+    fn dup(&self) -> std::io::Result<Self>;
+    fn close_write(&self);
+}
+
+impl Duplex for UnixStream {
+    fn dup(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Duplex for std::net::TcpStream {
+    fn dup(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Copy one way on a thread of its own, then pass the end of data on.
+fn pump<A: Duplex, B: Duplex>(mut from: A, mut to: B) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        to.close_write();
+    });
+}
+
+/// Connect `client` to the engine's socket, both ways. Returns the engine side, so a
+/// caller can cut the connection.
+fn splice<C: Duplex>(client: C) -> Option<UnixStream> {
+    let upstream = UnixStream::connect("/var/run/docker.sock").ok()?;
+    pump(client.dup().ok()?, upstream.dup().ok()?);
+    pump(upstream.dup().ok()?, client);
+    Some(upstream)
+}
+
 /// A unix-socket proxy in front of the engine's socket, to cut medic off from the engine
 /// without touching the machine's daemon.
 pub struct Proxy {
@@ -258,24 +299,12 @@ impl Proxy {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let _ = client.set_nonblocking(false);
-                        let Ok(upstream) = UnixStream::connect("/var/run/docker.sock") else {
-                            continue;
-                        };
-                        let pairs = [
-                            (client.try_clone(), upstream.try_clone()),
-                            (upstream.try_clone(), client.try_clone()),
-                        ];
-                        if let Ok(mut all) = c.lock() {
+                        let kept = client.try_clone();
+                        if let (Some(upstream), Ok(client)) = (splice(client), kept)
+                            && let Ok(mut all) = c.lock()
+                        {
                             all.push(client);
                             all.push(upstream);
-                        }
-                        for (from, to) in pairs {
-                            if let (Ok(mut from), Ok(mut to)) = (from, to) {
-                                std::thread::spawn(move || {
-                                    let _ = std::io::copy(&mut from, &mut to);
-                                    let _ = to.shutdown(std::net::Shutdown::Write);
-                                });
-                            }
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -330,21 +359,7 @@ impl TcpBridge {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let _ = client.set_nonblocking(false);
-                        let Ok(upstream) = UnixStream::connect("/var/run/docker.sock") else {
-                            continue;
-                        };
-                        if let (Ok(mut c1), Ok(mut u1)) = (client.try_clone(), upstream.try_clone())
-                        {
-                            std::thread::spawn(move || {
-                                let _ = std::io::copy(&mut c1, &mut u1);
-                                let _ = u1.shutdown(std::net::Shutdown::Write);
-                            });
-                        }
-                        let (mut c2, mut u2) = (client, upstream);
-                        std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut u2, &mut c2);
-                            let _ = c2.shutdown(std::net::Shutdown::Write);
-                        });
+                        splice(client);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
