@@ -108,6 +108,24 @@ fn medic_run_with(dir: &Path, listen: &str, env: &[(&str, &str)], extra: &str) -
     cmd.spawn().expect("spawn medic")
 }
 
+/// Wait until medic's `/readyz` answers 200.
+fn wait_ready(port: u16) {
+    wait_for(20, "medic to be ready", || {
+        get(port, "/readyz", &[]).filter(|(s, _)| *s == 200)
+    });
+}
+
+/// Append the example log to the file medic tails.
+fn append_fixture(dir: &Path) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/app.log");
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("app.log"))
+        .expect("log");
+    log.write_all(&std::fs::read(fixture).expect("fixture"))
+        .expect("append");
+}
+
 fn query(port: u16, q: &str) -> Option<f64> {
     let (status, body) = get(port, &format!("/api/v1/query?query={q}"), &[])?;
     if status != 200 {
@@ -127,9 +145,7 @@ fn prometheus_scrapes_increasing_metrics_and_promtool_finds_no_problems() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let _medic = Killed(medic_run(dir.path(), &format!("127.0.0.1:{port}"), &[]));
-    wait_for(20, "medic to be ready", || {
-        get(port, "/readyz", &[]).filter(|(s, _)| *s == 200)
-    });
+    wait_ready(port);
     // Keep lines coming, some of them errors, so counters move between scrapes.
     let log = dir.path().join("app.log");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -281,22 +297,14 @@ fn incidents_rules_and_live_events() {
         &[],
         "window: { group_wait: 1s, group_interval: 1s }\n",
     ));
-    wait_for(20, "medic to be ready", || {
-        get(port, "/readyz", &[]).filter(|(s, _)| *s == 200)
-    });
+    wait_ready(port);
     // Subscribe before anything happens: notifications must arrive on the stream.
     let mut sse = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     sse.write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
         .expect("subscribe");
     sse.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/app.log");
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.path().join("app.log"))
-        .expect("log");
-    log.write_all(&std::fs::read(fixture).expect("fixture"))
-        .expect("append");
+    append_fixture(dir.path());
     let mut seen = String::new();
     wait_for(20, "an incident on /api/events", || {
         let mut buf = [0u8; 4096];
@@ -426,9 +434,7 @@ fn the_dashboard_shows_a_new_incident_live_in_chromium() {
         &[],
         "window: { group_wait: 1s, group_interval: 1s }\n",
     ));
-    wait_for(20, "medic to be ready", || {
-        get(port, "/readyz", &[]).filter(|(s, _)| *s == 200)
-    });
+    wait_ready(port);
     let mut browser = support::cdp::Browser::start(1280, 800);
     let page = browser.open(&format!("http://127.0.0.1:{port}/"));
     browser.wait_true(
@@ -442,13 +448,7 @@ fn the_dashboard_shows_a_new_incident_live_in_chromium() {
     );
     // A mark on this page load: a reload would drop it.
     browser.eval(&page, "window.medicMark = 42; 42");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/app.log");
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.path().join("app.log"))
-        .expect("log");
-    log.write_all(&std::fs::read(fixture).expect("fixture"))
-        .expect("append");
+    append_fixture(dir.path());
     browser.wait_true(
         &page,
         "document.querySelectorAll('tr[data-id]').length > 0",

@@ -62,6 +62,17 @@ fn tap_with(config: &Path, state: &Path, env: &[(&str, &str)]) -> Medic {
     m
 }
 
+/// loggen marks its stderr lines; the record's `stream` must say the same.
+fn assert_stream_kept(r: &Value) {
+    let msg = r["message"].as_str().unwrap_or_default();
+    let want = if msg.ends_with(" stderr") {
+        "stderr"
+    } else {
+        "stdout"
+    };
+    assert_eq!(r["stream"], want, "{r}");
+}
+
 fn wait_until(secs: u64, what: &str, f: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
@@ -178,12 +189,7 @@ fn no_line_lost_or_read_twice_across_restarts() {
     let recs: Vec<Value> = [records(&run1), records(&run2), records(&run3)].concat();
     for r in &recs {
         let msg = r["message"].as_str().unwrap_or_default();
-        let want = if msg.ends_with(" stderr") {
-            "stderr"
-        } else {
-            "stdout"
-        };
-        assert_eq!(r["stream"], want, "{r}");
+        assert_stream_kept(r);
         assert!(!msg.contains('\r'), "{r}");
         assert!(
             r["container"].as_str().is_some_and(|n| n.starts_with(&p)),
@@ -324,13 +330,7 @@ fn json_file_tail_mode_resumes_without_loss_or_repeats() {
     assert_eq!(all.len(), 300, "every line once");
     assert!(truth.iter().all(|l| seen.get(l.as_str()) == Some(&1)));
     for r in [records(&run1), records(&run2)].concat() {
-        let msg = r["message"].as_str().unwrap_or_default();
-        let want = if msg.ends_with(" stderr") {
-            "stderr"
-        } else {
-            "stdout"
-        };
-        assert_eq!(r["stream"], want, "{r}");
+        assert_stream_kept(&r);
     }
 }
 
@@ -479,13 +479,10 @@ fn tcp_hosts_read_logs_through_bollard() {
     assert_eq!(msgs.len(), 100, "{msgs:?}");
     assert_eq!(counts(&msgs).len(), 100, "no line twice");
     for r in records(&out) {
-        let msg = r["message"].as_str().unwrap_or_default();
-        let want = if msg.ends_with(" stderr") {
-            "stderr"
-        } else {
-            "stdout"
-        };
-        assert_eq!(r["stream"], want, "{r}");
-        assert!(!msg.contains('\r'), "{r}");
+        assert_stream_kept(&r);
+        assert!(
+            !r["message"].as_str().unwrap_or_default().contains('\r'),
+            "{r}"
+        );
     }
 }
