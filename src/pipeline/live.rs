@@ -199,10 +199,10 @@ struct SourceState {
 
 impl SourceState {
     /// Publish what was handled since the last call: the position to the checkpoint store,
-    /// lines, bytes and lag to the lag table. Returns the lines.
-    fn publish(&mut self, key: &str, shared: &LiveShared, now: i64) -> u64 {
+    /// lines, bytes and lag to the lag table, and the counts to `reported` for metrics.
+    fn publish(&mut self, key: &str, shared: &LiveShared, now: i64, reported: &mut Reported) {
         if self.lines == 0 {
-            return 0;
+            return;
         }
         if let Some(c) = self.cursor.take()
             && let Ok(mut store) = shared.checkpoints.lock()
@@ -223,8 +223,10 @@ impl SourceState {
                 l.lag_ms = Some((now - t) / 1_000_000);
             }
         }
-        std::mem::take(&mut self.bytes);
-        std::mem::take(&mut self.lines)
+        reported.records += self.lines;
+        let read = reported.read.entry(self.info.origin.kind).or_default();
+        read.0 += std::mem::take(&mut self.lines);
+        read.1 += std::mem::take(&mut self.bytes);
     }
 }
 
@@ -233,7 +235,7 @@ impl SourceState {
 struct Reported {
     /// Records handled since the last tick.
     records: u64,
-    /// Per source kind: lines and bytes since the last report.
+    /// Per source kind: lines and bytes published since the last report.
     read: HashMap<&'static str, (u64, u64)>,
     /// Parse counters of parsers that are gone (closed sources), still to be counted.
     retired: crate::parse::ParseStats,
@@ -421,9 +423,6 @@ impl Worker<'_> {
                 // The source's latest metadata (a rename) wins.
                 st.info = Arc::clone(&r.source);
                 self.line += 1;
-                let read = self.reported.read.entry(st.info.origin.kind).or_default();
-                read.0 += 1;
-                read.1 += r.line.len() as u64 + 1;
                 // Stage latency is sampled: a clock read per stage per line would cost more
                 // than some stages.
                 let sample = self.line.is_multiple_of(LATENCY_SAMPLE).then(Instant::now);
@@ -462,7 +461,8 @@ impl Worker<'_> {
                     .emit();
                 }
                 st.lines += 1;
-                st.bytes += r.line.len() as u64;
+                // Bytes read, the newline included.
+                st.bytes += r.line.len() as u64 + 1;
                 if r.cursor.is_some() {
                     st.cursor = r.cursor;
                 }
@@ -484,8 +484,7 @@ impl Worker<'_> {
                         );
                     }
                     add_stats(&mut self.reported.retired, st.parser.stats());
-                    let lines = st.publish(&info.key, self.shared, now_ns());
-                    self.reported.records += lines;
+                    st.publish(&info.key, self.shared, now_ns(), &mut self.reported);
                 }
             }
             SourceMsg::Forget(key) => {
@@ -527,7 +526,7 @@ impl Worker<'_> {
         feeder.step();
         let now = now_ns();
         for (key, st) in &mut self.sources {
-            self.reported.records += st.publish(key, self.shared, now);
+            st.publish(key, self.shared, now, &mut self.reported);
         }
         if self.reported.records > 0 {
             let n = std::mem::take(&mut self.reported.records);
