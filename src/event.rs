@@ -368,7 +368,7 @@ pub struct Hit {
 }
 
 /// Where an incident is in its lifecycle, as emitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentState {
     /// First notification.
@@ -394,7 +394,7 @@ impl IncidentState {
 }
 
 /// What opened an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// `count >= N within W`.
@@ -406,7 +406,7 @@ pub enum Trigger {
 }
 
 /// A sample line of an incident, with its whole multiline body.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     /// Event time in milliseconds.
     pub time_ms: u64,
@@ -415,7 +415,7 @@ pub struct Sample {
 }
 
 /// An incident notification: the unit everything downstream works on.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Incident {
     /// Stable id: a hash of the key and the first-seen time.
     pub id: String,
@@ -454,6 +454,86 @@ pub struct Incident {
     pub inhibited_by: Option<String>,
     /// Records that arrived behind the watermark and were counted at it.
     pub late: u64,
+}
+
+/// The kind of problem an incident is, as classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorType {
+    /// A defect in the code.
+    Bug,
+    /// Slowness, timeouts, resource exhaustion under load.
+    Performance,
+    /// The platform: network, disks, nodes, containers, dependencies.
+    Infrastructure,
+    /// Authentication, authorisation, attacks, leaked or invalid credentials.
+    Security,
+    /// Wrong or missing settings.
+    Configuration,
+}
+
+impl ErrorType {
+    /// Every type, in the order ties are broken.
+    pub const ALL: [ErrorType; 5] = [
+        ErrorType::Security,
+        ErrorType::Infrastructure,
+        ErrorType::Performance,
+        ErrorType::Configuration,
+        ErrorType::Bug,
+    ];
+
+    /// The lowercase name, used in JSON, labels and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Bug => "bug",
+            ErrorType::Performance => "performance",
+            ErrorType::Infrastructure => "infrastructure",
+            ErrorType::Security => "security",
+            ErrorType::Configuration => "configuration",
+        }
+    }
+}
+
+/// What the classifier says about an incident: the content of a ticket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorClassification {
+    /// Whether this is an error worth a ticket at all.
+    pub is_error: bool,
+    /// How bad it is.
+    pub severity: Severity,
+    /// What kind of problem it is.
+    pub error_type: ErrorType,
+    /// A one-line title.
+    pub title: String,
+    /// What happened, for the ticket body.
+    pub description: String,
+    /// The component (class, module, service) that fails.
+    pub affected_component: String,
+    /// What to try first.
+    pub suggested_fix: String,
+    /// 0.0 to 1.0.
+    pub confidence: f32,
+}
+
+/// A classification and where it came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Classified {
+    /// The classification.
+    pub classification: ErrorClassification,
+    /// Which classifier produced it: `rules-1`, or `anthropic:<model>`.
+    pub classifier: String,
+    /// When the LLM was configured but the rules answered: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+}
+
+/// A redacted incident notification with its classification: what the ticket sinks get.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Escalated {
+    /// The incident, redacted.
+    pub incident: Incident,
+    /// Its classification.
+    pub classified: Classified,
 }
 
 /// A per-rule trigger: `count` hits within `within_ms`.

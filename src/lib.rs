@@ -19,6 +19,10 @@
 //!   versioned 64-bit fingerprints.
 //! - [`telemetry`]: process measurements (peak memory) and, later, metrics.
 //! - [`window`]: incidents on timely dataflow: triggers, Alertmanager timers, bounded state.
+//! - [`escalate`]: once per incident: redaction, the rule classifier, LLM clients
+//!   (Anthropic, OpenAI-compatible), the classification cache and the budget.
+//! - [`sink`]: tickets: the embedded store, Jira, GitHub Issues, a signed webhook, upsert by
+//!   fingerprint, reopen on regression, and the durable outbox.
 //! - [`config`]: the configuration file that assembles every stage's settings.
 //! - [`pipeline`]: the wiring.
 //! - [`bench`](mod@bench): the reproducible throughput benchmark behind `medic bench`.
@@ -27,10 +31,12 @@ pub mod api;
 pub mod bench;
 pub mod config;
 pub mod detect;
+pub mod escalate;
 pub mod event;
 pub mod fingerprint;
 pub mod parse;
 pub mod pipeline;
+pub mod sink;
 pub mod source;
 pub mod telemetry;
 pub mod window;
