@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiConfig;
+use crate::escalate::EscalateConfig;
 use crate::fingerprint::MinerConfig;
 use crate::parse::ParseConfig;
+use crate::sink::TicketsConfig;
 use crate::source::SourcesConfig;
 use crate::window::WindowConfig;
 
@@ -35,6 +37,10 @@ pub struct Config {
     pub fingerprint: MinerConfig,
     /// Incident windowing.
     pub window: WindowConfig,
+    /// Classification of incidents: LLM, cache, budget, redaction.
+    pub escalate: EscalateConfig,
+    /// Ticket sinks and the outbox.
+    pub tickets: TicketsConfig,
 }
 
 impl Default for Config {
@@ -48,6 +54,8 @@ impl Default for Config {
             parse: ParseConfig::default(),
             fingerprint: MinerConfig::default(),
             window: WindowConfig::default(),
+            escalate: EscalateConfig::default(),
+            tickets: TicketsConfig::default(),
         }
     }
 }

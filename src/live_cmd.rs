@@ -129,10 +129,26 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .open(&incidents_path)
         .with_context(|| format!("cannot open {}", incidents_path.display()))?;
     let incidents = Mutex::new(incidents);
+    let tickets = if config.tickets.enabled {
+        Some(Arc::new(
+            medic::pipeline::tickets::Tickets::open(
+                &config.state_dir,
+                &config.escalate,
+                &config.tickets,
+            )
+            .context("cannot start the ticket path")?,
+        ))
+    } else {
+        None
+    };
     let board = Arc::new(Board::new(1000));
     let sink_board = Arc::clone(&board);
+    let sink_tickets = tickets.clone();
     let sink = move |inc: Incident| {
         sink_board.record(&inc);
+        if let Some(t) = &sink_tickets {
+            t.submit(&inc);
+        }
         medic::telemetry::events::IncidentNotified {
             state: inc.state.as_str(),
             severity: inc.severity.as_str(),
@@ -166,6 +182,11 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         docker_connected: Arc::clone(&running.docker_connected),
         store_writable: AtomicBool::new(true),
     });
+    let (tickets_stop, tickets_stopped) = tokio::sync::watch::channel(false);
+    let ticket_tasks = tickets
+        .as_ref()
+        .map(|t| t.spawn(rt.handle(), tickets_stopped))
+        .unwrap_or_default();
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = if config.api.enabled {
         let rules = rules.clone();
@@ -193,6 +214,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                 rule_hits: Arc::clone(&rule_hits),
                 templates: Arc::clone(&templates),
                 stats: Arc::clone(&stats),
+                tickets: tickets.clone(),
             },
         )?;
         let server = rt.block_on(medic::api::serve(&config.api, state, async {
@@ -289,7 +311,12 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                         break;
                     }
                 }
-                _ = gauges.tick() => report_lag(&lag),
+                _ = gauges.tick() => {
+                    report_lag(&lag);
+                    if let Some(t) = &tickets {
+                        t.report_depths();
+                    }
+                }
                 _ = status.tick() => {
                     let lag = shared.lag.lock().map(|l| l.clone()).unwrap_or_default();
                     for (k, l) in lag {
@@ -312,6 +339,20 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
     flush_store(&store);
     let window = result?;
+    if let Some(t) = &tickets {
+        // Deliver what the last notifications queued, briefly: whatever is left stays in
+        // the outbox and goes out on the next start.
+        let waiting = rt.block_on(t.drain(Duration::from_secs(5)));
+        if waiting > 0 {
+            eprintln!(
+                "medic run: {waiting} ticket action(s) left in the outbox for the next start"
+            );
+        }
+    }
+    let _ = tickets_stop.send(true);
+    for task in ticket_tasks {
+        let _ = rt.block_on(task);
+    }
     let s = &shared.stats;
     eprintln!(
         "medic run: {} records, {} events, {} hits, {} notifications, {} late, {} rule reloads",

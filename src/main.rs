@@ -172,6 +172,18 @@ struct ReplayArgs {
     /// Do not join multiline events.
     #[arg(long)]
     no_multiline: bool,
+    /// Send incidents through classification to the configured ticket sinks, as
+    /// `medic run` does, keeping state (tickets, outbox, classification cache) in the
+    /// state directory. Replaying the same input again sends nothing twice.
+    #[arg(long)]
+    tickets: bool,
+    /// State directory for --tickets [default: the config's].
+    #[arg(long, requires = "tickets")]
+    state_dir: Option<PathBuf>,
+    /// How long to wait at the end for the outbox to drain; what is left stays queued for
+    /// the next run.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    drain_timeout: std::time::Duration,
     /// Files to read ('-' for stdin).
     #[arg(required = true)]
     files: Vec<String>,
@@ -262,8 +274,32 @@ fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
     })
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    medic::event::duration::parse(s)
+}
+
 fn replay(a: ReplayArgs) -> Result<ExitCode> {
-    let (config, rules) = load_config_and_rules(a.config.as_deref(), &a.rules)?;
+    let (mut config, rules) = load_config_and_rules(a.config.as_deref(), &a.rules)?;
+    if let Some(d) = &a.state_dir {
+        config.state_dir = d.clone();
+    }
+    let tickets = if a.tickets {
+        let t = medic::pipeline::tickets::Tickets::open(
+            &config.state_dir,
+            &config.escalate,
+            &config.tickets,
+        )
+        .context("cannot start the ticket path")?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let tasks = t.spawn(rt.handle(), stopped);
+        Some((t, rt, stop, tasks))
+    } else {
+        None
+    };
     let parse = a.input.parse_config(&config.parse, !a.no_multiline);
     if a.output == Output::Hits {
         return replay_hits(&a, &parse, &config.fingerprint, &rules);
@@ -339,6 +375,9 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         }
         let Some(inc) = inc else { continue };
         ids.insert(inc.id.clone());
+        if let Some((t, ..)) = &tickets {
+            t.submit(&inc);
+        }
         if broken_pipe {
             continue;
         }
@@ -380,6 +419,29 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         summary.inhibited,
         fallback_summary(&summary.fallbacks)
     );
+    if let Some((t, rt, stop, tasks)) = tickets {
+        let waiting = rt.block_on(t.drain(a.drain_timeout));
+        let _ = stop.send(true);
+        for task in tasks {
+            let _ = rt.block_on(task);
+        }
+        let depths = t.store().depths()?;
+        let dead: u64 = depths.iter().map(|(_, d)| d.dead).sum();
+        let open = t.store().tickets(Some("open"), 1_000_000)?.len();
+        let all = t.store().tickets(None, 1_000_000)?.len();
+        eprintln!(
+            "medic replay: tickets via {} ({}): {} in the store ({} open), {} action(s) still queued, {} rejected",
+            t.sink_names().join(", "),
+            t.classifier(),
+            all,
+            open,
+            waiting,
+            dead
+        );
+        if waiting > 0 || dead > 0 {
+            return Ok(ExitCode::from(1));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

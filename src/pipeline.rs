@@ -5,6 +5,7 @@
 //! (`replay`, `templates`, `bench`) and later the windowing dataflow drive it.
 
 mod live;
+pub mod tickets;
 
 pub use live::{
     LiveConfig, LiveShared, LiveStats, RulesHandle, TemplateStat, route, run_live,

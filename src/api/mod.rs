@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use board::Board;
 
 use crate::event::Incident;
+use crate::pipeline::tickets::Tickets;
 use crate::pipeline::{LiveStats, TemplateStat};
 use crate::source::LagTable;
 use crate::telemetry::PrometheusHandle;
@@ -112,6 +113,8 @@ pub struct ApiParts {
     pub templates: Arc<std::sync::Mutex<HashMap<usize, Vec<TemplateStat>>>>,
     /// Pipeline counters.
     pub stats: Arc<LiveStats>,
+    /// The ticket path, when enabled.
+    pub tickets: Option<Arc<Tickets>>,
 }
 
 /// Shared state of the handlers.
@@ -176,6 +179,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/rules", get(rules))
         .route("/templates", get(templates))
         .route("/status", get(status))
+        .route("/tickets", get(tickets))
+        .route("/tickets/{key}", get(ticket))
         .route("/events", get(events))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -255,7 +260,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 async fn readyz(State(state): State<ApiState>) -> Response {
     let h = &state.parts.health;
     let docker = !h.docker_enabled || h.docker_connected.load(Ordering::Relaxed);
-    let store = h.store_writable.load(Ordering::Relaxed);
+    let store = h.store_writable.load(Ordering::Relaxed)
+        && state
+            .parts
+            .tickets
+            .as_ref()
+            .is_none_or(|t| t.store().writable());
     let body = serde_json::json!({
         "ready": docker && store,
         "checks": { "sources_attached": docker, "store_writable": store },
@@ -386,19 +396,34 @@ async fn rules(State(state): State<ApiState>) -> Response {
 async fn events(
     State(state): State<ApiState>,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    use tokio::sync::broadcast::error::RecvError;
     let rx = state.parts.board.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let ev = match rx.recv().await {
-            Ok(inc) => SseEvent::default()
-                .event("incident")
-                .data(serde_json::to_string(&summary(&inc)).unwrap_or_default()),
-            // A slow client missed some; it reloads the list on `lagged`.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                SseEvent::default().event("lagged").data("{}")
+    let news = state.parts.tickets.as_ref().map(|t| t.subscribe());
+    let stream = futures_util::stream::unfold((rx, news), |(mut rx, mut news)| async move {
+        let ticket = async {
+            match news.as_mut() {
+                Some(n) => n.recv().await,
+                None => std::future::pending().await,
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(ev), rx))
+        let ev = tokio::select! {
+            r = rx.recv() => match r {
+                Ok(inc) => SseEvent::default()
+                    .event("incident")
+                    .data(serde_json::to_string(&summary(&inc)).unwrap_or_default()),
+                // A slow client missed some; it reloads the list on `lagged`.
+                Err(RecvError::Lagged(_)) => SseEvent::default().event("lagged").data("{}"),
+                Err(RecvError::Closed) => return None,
+            },
+            r = ticket => match r {
+                Ok(n) => SseEvent::default()
+                    .event("ticket")
+                    .data(serde_json::to_string(&n).unwrap_or_default()),
+                Err(RecvError::Lagged(_)) => SseEvent::default().event("lagged").data("{}"),
+                Err(RecvError::Closed) => return None,
+            },
+        };
+        Some((Ok(ev), (rx, news)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
@@ -447,8 +472,8 @@ async fn templates(
     Json(serde_json::json!({ "templates": all })).into_response()
 }
 
-/// Each module's state: the log monitor from its sources and counters; the classifier and
-/// QA report `disabled` until they are configured (they are not part of this build yet).
+/// Each module's state: the log monitor from its sources and counters, the classifier and
+/// ticket path from its outbox; QA reports `disabled` (not part of this build yet).
 async fn status(State(state): State<ApiState>) -> Response {
     let s = &state.parts.stats;
     let h = &state.parts.health;
@@ -465,6 +490,37 @@ async fn status(State(state): State<ApiState>) -> Response {
     } else {
         ("idle", "no records in the last minute")
     };
+    let classifier = match &state.parts.tickets {
+        None => serde_json::json!({
+            "name": "classifier", "state": "disabled", "detail": "tickets are disabled"
+        }),
+        Some(t) => {
+            let depths = t.store().depths().unwrap_or_default();
+            let dead: u64 = depths.iter().map(|(_, d)| d.dead).sum();
+            let pending: u64 = depths.iter().map(|(_, d)| d.pending).sum();
+            let (st, detail) = if dead > 0 {
+                (
+                    "error",
+                    format!("{dead} ticket action(s) rejected; see the outbox"),
+                )
+            } else if pending > 0 {
+                (
+                    "active",
+                    format!("{pending} notification(s) or action(s) waiting"),
+                )
+            } else {
+                ("idle", "nothing waiting".to_string())
+            };
+            serde_json::json!({
+                "name": "classifier",
+                "state": st,
+                "detail": detail,
+                "classifier": t.classifier(),
+                "sinks": t.sink_names(),
+                "outbox": depths.into_iter().collect::<BTreeMap<_, _>>(),
+            })
+        }
+    };
     Json(serde_json::json!({
         "modules": [
             {
@@ -477,9 +533,69 @@ async fn status(State(state): State<ApiState>) -> Response {
                 "hits": s.hits.load(Ordering::Relaxed),
                 "incidents": state.parts.board.list().len(),
             },
-            { "name": "classifier", "state": "disabled", "detail": "no classifier configured" },
+            classifier,
             { "name": "qa", "state": "disabled", "detail": "no QA flows configured" },
         ]
     }))
     .into_response()
+}
+
+fn tickets_disabled() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "tickets_disabled",
+        "the ticket path is disabled (tickets.enabled: false)",
+    )
+}
+
+async fn tickets(
+    State(state): State<ApiState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(t) = &state.parts.tickets else {
+        return tickets_disabled();
+    };
+    let mut limit = 100usize;
+    let mut status = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "status" if v == "open" || v == "resolved" => status = Some(v.as_str()),
+            "status" => {
+                return bad_request(format!("status must be open or resolved, not {v:?}"));
+            }
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => limit = n,
+                _ => return bad_request(format!("limit must be 1 to 10000, not {v:?}")),
+            },
+            "token" => {}
+            other => return bad_request(format!("unknown query parameter {other:?}")),
+        }
+    }
+    match t.store().tickets(status, limit) {
+        Ok(list) => Json(serde_json::json!({ "tickets": list })).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn ticket(State(state): State<ApiState>, Path(key): Path<String>) -> Response {
+    let Some(t) = &state.parts.tickets else {
+        return tickets_disabled();
+    };
+    match t.store().ticket(&key) {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no ticket {key}"),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            e.to_string(),
+        ),
+    }
 }

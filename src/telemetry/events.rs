@@ -188,6 +188,123 @@ impl RulesReloaded {
     }
 }
 
+/// One HTTP request to an LLM endpoint.
+pub struct LlmRequest {
+    /// `anthropic` or `openai`.
+    pub provider: &'static str,
+    /// `ok`, `rate_limited`, `server_error`, `client_error`, `timeout`, `transport`.
+    pub outcome: &'static str,
+}
+
+impl LlmRequest {
+    /// Record it.
+    pub fn emit(&self) {
+        counter!("medic_llm_requests_total", "provider" => self.provider, "outcome" => self.outcome)
+            .increment(1);
+    }
+}
+
+/// Tokens an LLM exchange used.
+pub struct LlmTokens {
+    /// Provider.
+    pub provider: &'static str,
+    /// Prompt tokens.
+    pub input: u64,
+    /// Answer tokens.
+    pub output: u64,
+}
+
+impl LlmTokens {
+    /// Record it.
+    pub fn emit(&self) {
+        counter!("medic_llm_tokens_total", "provider" => self.provider, "kind" => "input")
+            .increment(self.input);
+        counter!("medic_llm_tokens_total", "provider" => self.provider, "kind" => "output")
+            .increment(self.output);
+    }
+}
+
+/// An incident notification was classified.
+pub struct Classified {
+    /// `cache`, `llm` or `rules`.
+    pub by: &'static str,
+}
+
+impl Classified {
+    /// Record it.
+    pub fn emit(&self) {
+        counter!("medic_classifications_total", "by" => self.by).increment(1);
+    }
+}
+
+/// The LLM was configured but the rule classifier answered.
+pub struct ClassifierFallback {
+    /// `budget`, `status`, `transport`, `invalid_answer`, `config`.
+    pub reason: &'static str,
+}
+
+impl ClassifierFallback {
+    /// Record it.
+    pub fn emit(&self) {
+        counter!("medic_classifier_fallbacks_total", "reason" => self.reason).increment(1);
+        if self.reason == "budget" {
+            counter!("medic_llm_budget_denials_total").increment(1);
+        }
+    }
+}
+
+/// A secret was redacted before leaving the host.
+pub struct Redacted {
+    /// The pattern kind (`email`, `jwt`, ...).
+    pub kind: &'static str,
+}
+
+impl Redacted {
+    /// Record it.
+    pub fn emit(&self) {
+        counter!("medic_redactions_total", "kind" => self.kind).increment(1);
+    }
+}
+
+/// A ticket action was delivered, retried or given up.
+pub struct TicketAction {
+    /// `store`, `jira`, `github`, `webhook`.
+    pub sink: &'static str,
+    /// `create`, `comment`, `reopen`, `resolve`, `cooldown`, `skip`, `already_done`, or
+    /// `error` when it failed.
+    pub action: &'static str,
+    /// `ok`, `retry` or `dead`.
+    pub outcome: &'static str,
+}
+
+impl TicketAction {
+    /// Record it.
+    pub fn emit(&self) {
+        counter!("medic_ticket_actions_total", "sink" => self.sink, "action" => self.action, "outcome" => self.outcome)
+            .increment(1);
+    }
+}
+
+/// Outbox rows of one sink (`classify` for notifications waiting for classification).
+pub struct OutboxDepth<'a> {
+    /// Sink name.
+    pub sink: &'a str,
+    /// Waiting.
+    pub pending: u64,
+    /// Given up on, kept for inspection.
+    pub dead: u64,
+}
+
+impl OutboxDepth<'_> {
+    /// Record it.
+    pub fn emit(&self) {
+        gauge!("medic_outbox_depth", "sink" => self.sink.to_string(), "state" => "pending")
+            .set(self.pending as f64);
+        gauge!("medic_outbox_depth", "sink" => self.sink.to_string(), "state" => "dead")
+            .set(self.dead as f64);
+    }
+}
+
 /// Help texts and units for every metric above, registered once with the recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -275,5 +392,45 @@ pub fn describe() {
         "medic_rule_reloads_total",
         Unit::Count,
         "Rule reloads, by outcome."
+    );
+    describe_counter!(
+        "medic_llm_requests_total",
+        Unit::Count,
+        "HTTP requests to the LLM endpoint, by provider and outcome."
+    );
+    describe_counter!(
+        "medic_llm_tokens_total",
+        Unit::Count,
+        "LLM tokens used, by provider and kind (input, output)."
+    );
+    describe_counter!(
+        "medic_classifications_total",
+        Unit::Count,
+        "Incident notifications classified, by where the answer came from (cache, llm, rules)."
+    );
+    describe_counter!(
+        "medic_classifier_fallbacks_total",
+        Unit::Count,
+        "Classifications the rule classifier made because the LLM could not, by reason."
+    );
+    describe_counter!(
+        "medic_llm_budget_denials_total",
+        Unit::Count,
+        "LLM calls refused by the budget."
+    );
+    describe_counter!(
+        "medic_redactions_total",
+        Unit::Count,
+        "Secrets replaced before text left the host, by kind."
+    );
+    describe_counter!(
+        "medic_ticket_actions_total",
+        Unit::Count,
+        "Ticket actions, by sink, action and outcome (ok, retry, dead)."
+    );
+    describe_gauge!(
+        "medic_outbox_depth",
+        Unit::Count,
+        "Outbox rows by sink and state (pending, dead); sink=classify counts notifications waiting for classification."
     );
 }

@@ -2,3 +2,4 @@
 
 pub mod cdp;
 pub mod docker;
+pub mod fake;
