@@ -208,6 +208,7 @@ fn prometheus_scrapes_increasing_metrics_and_promtool_finds_no_problems() {
         "medic_checkpoint_age_seconds",
         "medic_source_lag_seconds",
         "medic_stage_duration_seconds_count",
+        "medic_outbox_depth",
         "up%7Bjob%3D%22medic%22%7D",
     ] {
         wait_for(30, q, || query(prom_port, q));
@@ -418,6 +419,63 @@ fn incidents_rules_and_live_events() {
         let (status, body) = get(port, &format!("/api/templates{bad}"), &[]).expect("r");
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body.contains("bad_request"), "{body}");
+    }
+
+    // Every incident becomes a ticket in the embedded store, announced on the stream.
+    wait_for(20, "a ticket on /api/events", || {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = sse.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        seen.contains("event: ticket").then_some(())
+    });
+    let tickets = wait_for(20, "one ticket per incident", || {
+        let (status, body) = get(port, "/api/tickets", &[])?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let n = v["tickets"].as_array()?.len();
+        (status == 200 && n == list("")["incidents"].as_array()?.len()).then_some(v)
+    });
+    let first = &tickets["tickets"][0];
+    let key = first["key"].as_str().expect("key");
+    assert!(key.starts_with("MEDIC-"), "{first}");
+    assert!(
+        first["labels"]
+            .as_array()
+            .expect("labels")
+            .iter()
+            .any(|l| l == "AI-Fix")
+    );
+    let (status, body) = get(port, &format!("/api/tickets/{key}"), &[]).expect("r");
+    assert_eq!(status, 200, "{body}");
+    let one: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(one["history"][0]["kind"], "created", "{one}");
+    assert!(
+        one["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("### Samples"))
+    );
+    let (status, body) = get(port, "/api/tickets/NOPE-1", &[]).expect("r");
+    assert_eq!(
+        (status, body.contains("\"code\":\"not_found\"")),
+        (404, true)
+    );
+    for bad in ["?status=sleeping", "?limit=0", "?x=1"] {
+        let (status, body) = get(port, &format!("/api/tickets{bad}"), &[]).expect("r");
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (_, body) = get(port, "/api/status", &[]).expect("r");
+    let st: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let classifier = &st["modules"][1];
+    assert_eq!(classifier["name"], "classifier");
+    assert_eq!(classifier["classifier"], "rules-1", "{st}");
+    assert_eq!(classifier["sinks"][0], "store", "{st}");
+    let (_, metrics) = get(port, "/metrics", &[]).expect("metrics");
+    for m in [
+        "medic_ticket_actions_total{sink=\"store\",action=\"create\",outcome=\"ok\"}",
+        "medic_classifications_total{by=\"rules\"}",
+        "medic_outbox_depth{sink=\"store\",state=\"pending\"}",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from /metrics");
     }
 }
 

@@ -1160,3 +1160,83 @@ fn missing_secrets_and_bad_settings_are_named_at_startup() {
         assert!(err.contains(want), "{want} not named in: {err}");
     }
 }
+
+// ---- once per incident, at corpus scale ----
+
+#[test]
+fn llm_calls_equal_distinct_incidents_and_a_warm_cache_makes_none() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gen_corpus = root.join("../shared/tools/gen_corpus.py");
+    assert!(
+        gen_corpus.exists(),
+        "the shared corpus generator is missing at {}",
+        gen_corpus.display()
+    );
+    let env = Env::new();
+    let corpus = env.path("corpus.log");
+    let st = Command::new("python3")
+        .arg(&gen_corpus)
+        .args([
+            "--lines",
+            "30000",
+            "--format",
+            "docker-json",
+            "--seed",
+            "7",
+            "--out",
+        ])
+        .arg(&corpus)
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    let text = std::fs::read_to_string(&corpus).expect("corpus");
+    let next_day = env.write(
+        "corpus-next-day.log",
+        &text.replace("\"time\":\"2026-01-01T", "\"time\":\"2026-01-02T"),
+    );
+    let llm = Fake::start(|_| anthropic_reply(ANSWER));
+    let cfg = env.config(&anthropic_llm(&llm.url, ""), "");
+    let distinct = |log: &Path| {
+        let out = env
+            .command(&cfg, log, &[("TEST_ANTHROPIC_KEY", "k")])
+            .stdout(Stdio::piped())
+            .output()
+            .expect("medic");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ids: std::collections::HashSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("incident")["id"]
+                    .as_str()
+                    .expect("id")
+                    .to_string()
+            })
+            .collect();
+        ids.len()
+    };
+    let incidents = distinct(&corpus);
+    assert!(
+        incidents >= 10,
+        "the corpus should hold many incidents: {incidents}"
+    );
+    assert_eq!(
+        llm_calls(&llm, "/v1/messages").len(),
+        incidents,
+        "one LLM call per incident"
+    );
+    let again = distinct(&next_day);
+    assert_eq!(again, incidents, "the same bugs a day later");
+    assert_eq!(
+        llm_calls(&llm, "/v1/messages").len(),
+        incidents,
+        "warm cache: no new call"
+    );
+    assert_eq!(
+        env.store().tickets(None, 100_000).expect("tickets").len(),
+        incidents
+    );
+}

@@ -292,13 +292,19 @@ fn title(inc: &Incident) -> String {
 }
 
 fn description(inc: &Incident, t: ErrorType) -> String {
+    let article = if t == ErrorType::Infrastructure {
+        "An"
+    } else {
+        "A"
+    };
     let mut d = format!(
-        "A {} error in {}: the template below was seen {} times between {} and {}",
+        "{article} {} error in {}: the template below was seen {} time{} between {} and {}",
         t.as_str(),
         inc.key.service,
         inc.count,
-        crate::event::format_rfc3339(inc.first_seen_ms as i64 * 1_000_000),
-        crate::event::format_rfc3339(inc.last_seen_ms as i64 * 1_000_000),
+        if inc.count == 1 { "" } else { "s" },
+        time_ms(inc.first_seen_ms),
+        time_ms(inc.last_seen_ms),
     );
     if !inc.rules.is_empty() {
         d.push_str(&format!(", matching rule {}", inc.rules.join(", ")));
@@ -310,6 +316,15 @@ fn description(inc: &Incident, t: ErrorType) -> String {
     d
 }
 
+/// RFC 3339 to the millisecond.
+fn time_ms(ms: u64) -> String {
+    let s = crate::event::format_rfc3339(ms as i64 * 1_000_000);
+    match s.find('.') {
+        Some(dot) => format!("{}Z", &s[..dot + 4]),
+        None => s,
+    }
+}
+
 /// The most specific place a stack trace names: a Java frame's class and method, a
 /// Python frame's file and function, a Go frame's function, a Rust panic's location.
 fn component(text: &str) -> Option<String> {
@@ -319,7 +334,7 @@ fn component(text: &str) -> Option<String> {
         if let Some(rest) = l.strip_prefix("at ")
             && let Some(open) = rest.find('(')
         {
-            return Some(rest[..open].to_string());
+            return Some(rest[..open].trim().to_string());
         }
         // Python: `File "app/views.py", line 10, in handler`.
         if let Some(rest) = l.strip_prefix("File \"")

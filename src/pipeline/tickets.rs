@@ -184,9 +184,15 @@ impl Tickets {
 
     /// Publish outbox depths as gauges; returns the total waiting (incoming included).
     pub fn report_depths(&self) -> u64 {
-        let Ok(d) = self.store.depths() else {
+        let Ok(mut d) = self.store.depths() else {
             return 0;
         };
+        // A sink with an empty outbox reads 0, not absent.
+        for name in self.sink_names() {
+            if !d.iter().any(|(s, _)| s == name) {
+                d.push((name.to_string(), Default::default()));
+            }
+        }
         let mut total = 0;
         for (sink, depth) in &d {
             total += depth.pending;
