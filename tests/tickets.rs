@@ -98,8 +98,18 @@ impl Env {
     }
 
     fn command(&self, config: &Path, log: &Path, env: &[(&str, &str)]) -> Command {
+        self.command_draining(config, log, env, "60s")
+    }
+
+    fn command_draining(
+        &self,
+        config: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+        drain: &str,
+    ) -> Command {
         let mut c = Command::new(MEDIC);
-        c.args(["replay", "--tickets", "--drain-timeout", "60s", "--config"])
+        c.args(["replay", "--tickets", "--drain-timeout", drain, "--config"])
             .arg(config)
             .arg("--state-dir")
             .arg(self.state())
@@ -525,6 +535,7 @@ fn fake_jira(state: Arc<Mutex<JiraState>>) -> Fake {
         let parts: Vec<&str> = r
             .path
             .trim_start_matches("/rest/api/3/")
+            .trim_start_matches("/rest/api/2/")
             .split('/')
             .collect();
         let issue_json = |i: &JiraIssue| {
@@ -559,7 +570,7 @@ fn fake_jira(state: Arc<Mutex<JiraState>>) -> Fake {
                     None => reply,
                 }
             }
-            ("GET", ["search", "jql"]) => {
+            ("GET", ["search", "jql"] | ["search"]) => {
                 let jql = r.param("jql").unwrap_or_default();
                 let label = jql
                     .split("labels = \"")
@@ -1239,4 +1250,131 @@ fn llm_calls_equal_distinct_incidents_and_a_warm_cache_makes_none() {
         env.store().tickets(None, 100_000).expect("tickets").len(),
         incidents
     );
+}
+
+#[test]
+fn jira_server_v2_takes_wiki_text_and_a_bearer_pat() {
+    let state: Arc<Mutex<JiraState>> = Arc::default();
+    let jira = fake_jira(Arc::clone(&state));
+    let env = Env::new();
+    let log = env.write("app.log", &scenario(24, &[]));
+    let tickets = format!(
+        "  store:\n    enabled: false\n  jira:\n    url: {}\n    api_version: 2\n    project: OPS\n    auth: bearer\n    token_env: TEST_JIRA_PAT\n",
+        jira.url
+    );
+    env.replay(
+        &env.config("  llm: null", &tickets),
+        &log,
+        &[("TEST_JIRA_PAT", "pat-123")],
+    );
+    let reqs = jira.requests();
+    assert!(
+        reqs.iter().all(|r| r.path.starts_with("/rest/api/2/")),
+        "v2 paths only"
+    );
+    assert!(
+        reqs.iter()
+            .all(|r| r.header("authorization") == Some("Bearer pat-123"))
+    );
+    assert!(
+        reqs.iter().any(|r| r.path == "/rest/api/2/search"),
+        "v2 search"
+    );
+    let create = reqs
+        .iter()
+        .find(|r| r.method == "POST" && r.path == "/rest/api/2/issue")
+        .expect("create");
+    let d = &create.json()["fields"]["description"];
+    assert!(
+        d.as_str()
+            .is_some_and(|s| s.contains("{noformat}") && s.contains("h3. Samples")),
+        "{d}"
+    );
+    let comment = reqs
+        .iter()
+        .find(|r| r.path.ends_with("/comment"))
+        .expect("comment");
+    assert!(comment.json()["body"].is_string());
+    assert_eq!(jira_summary(&state).len(), 3);
+}
+
+#[test]
+fn a_sink_that_is_down_keeps_every_action_queued_until_it_returns() {
+    let env = Env::new();
+    let log = env.write("app.log", &scenario(24, &[]));
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let cfg = env.config("  llm: null", &jira_tickets(&dead_url));
+    let started = Instant::now();
+    let out = env
+        .command_draining(&cfg, &log, &[("TEST_JIRA_TOKEN", "t")], "2s")
+        .stdout(Stdio::piped())
+        .output()
+        .expect("medic");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("action(s) still queued"), "{err}");
+    // The pipeline was not held up: every incident notification came out.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 21);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let depths = env.store().depths().expect("depths");
+    let jira_depth = depths
+        .iter()
+        .find(|(s, _)| s == "jira")
+        .map(|(_, d)| d.pending);
+    assert_eq!(jira_depth, Some(21), "{depths:?}");
+
+    // The tracker comes back (at a new address): the same queue drains, in order.
+    let state: Arc<Mutex<JiraState>> = Arc::default();
+    let jira = fake_jira(Arc::clone(&state));
+    let cfg = env.config("  llm: null", &jira_tickets(&jira.url));
+    env.replay(&cfg, &log, &[("TEST_JIRA_TOKEN", "t")]);
+    let summary = jira_summary(&state);
+    assert_eq!(summary.len(), 3);
+    assert!(
+        summary
+            .values()
+            .all(|(_, m)| m.len() == ACTIONS_PER_INCIDENT - 1),
+        "{summary:?}"
+    );
+}
+
+/// The most LLM requests in flight at once while the scenario is classified with the
+/// given concurrency limit.
+fn most_in_flight(limit: u32) -> u32 {
+    // (in flight now, most in flight at once)
+    let in_flight = Arc::new(Mutex::new((0u32, 0u32)));
+    let track = Arc::clone(&in_flight);
+    let llm = Fake::start(move |_| {
+        let mut g = track.lock().expect("g");
+        g.0 += 1;
+        g.1 = g.1.max(g.0);
+        drop(g);
+        // The request ends when its delayed reply goes out, just after this.
+        let track = Arc::clone(&track);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(290));
+            track.lock().expect("g").0 -= 1;
+        });
+        anthropic_reply(ANSWER).after(Duration::from_millis(300))
+    });
+    let env = Env::new();
+    let log = env.write("app.log", &scenario(24, &[]));
+    let cfg = env.config(
+        &anthropic_llm(&llm.url, &format!("    concurrency: {limit}\n")),
+        "",
+    );
+    env.replay(&cfg, &log, &[("TEST_ANTHROPIC_KEY", "k")]);
+    assert_eq!(llm_calls(&llm, "/v1/messages").len(), 3);
+    in_flight.lock().expect("g").1
+}
+
+#[test]
+fn llm_requests_respect_the_concurrency_limit() {
+    // Distinct fingerprints are classified concurrently...
+    assert!(most_in_flight(3) >= 2);
+    // ...but never more at once than the limit.
+    assert_eq!(most_in_flight(1), 1);
 }
