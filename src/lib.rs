@@ -17,7 +17,8 @@
 //!   confirmation only where literals hit; `check-rules`.
 //! - [`fingerprint`]: masking, online template mining, stack-trace signatures; stable
 //!   versioned 64-bit fingerprints.
-//! - [`telemetry`]: process measurements (peak memory) and, later, metrics.
+//! - [`telemetry`]: process measurements and the internal metric events (one place for
+//!   every metric name).
 //! - [`window`]: incidents on timely dataflow: triggers, Alertmanager timers, bounded state.
 //! - [`escalate`]: once per incident: redaction, the rule classifier, LLM clients
 //!   (Anthropic, OpenAI-compatible), the classification cache and the budget.
