@@ -519,6 +519,9 @@ struct JiraState {
     hang_create: Option<Duration>,
     /// Time out this many upcoming comment requests (after recording nothing).
     slow_comments: u32,
+    /// Fail this many comments on done issues (a resolve interrupted between its
+    /// transition and its note).
+    fail_done_comments: u32,
 }
 
 /// A fake Jira Cloud REST v3: issues, JQL search by label, comments, transitions.
@@ -608,6 +611,11 @@ fn fake_jira(state: Arc<Mutex<JiraState>>) -> Fake {
                     return Reply::json(500, json!({})).after(Duration::from_secs(5));
                 }
                 let b = r.json();
+                let done = s.issues.iter().any(|i| i.key == *key && i.done);
+                if done && s.fail_done_comments > 0 {
+                    s.fail_done_comments -= 1;
+                    return Reply::json(503, json!({"errorMessages": ["try later"]}));
+                }
                 match s.issues.iter_mut().find(|i| i.key == *key) {
                     Some(i) => {
                         i.comments.push(b["body"].clone());
@@ -790,6 +798,7 @@ fn jira_faults_leave_exactly_one_ticket_with_every_comment() {
     let faulty: Arc<Mutex<JiraState>> = Arc::new(Mutex::new(JiraState {
         fail: 4,
         slow_comments: 2,
+        fail_done_comments: 1,
         ..Default::default()
     }));
     let jira = fake_jira(Arc::clone(&faulty));
@@ -804,10 +813,10 @@ fn jira_faults_leave_exactly_one_ticket_with_every_comment() {
     assert_eq!(got, want, "same tickets and comments as without faults");
     let rows = env.store().outbox_rows("jira").expect("outbox");
     assert!(rows.iter().all(|r| r.state == "done"), "{rows:?}");
-    // Four 500s and two timeouts, each costing the row at the head of the queue one
-    // more attempt.
+    // Four 500s, two timeouts and a resolve whose note failed after its transition, each
+    // costing the row at the head of the queue one more attempt.
     let retries: u32 = rows.iter().map(|r| r.attempts - 1).sum();
-    assert_eq!(retries, 6, "{rows:?}");
+    assert_eq!(retries, 7, "{rows:?}");
 }
 
 #[test]

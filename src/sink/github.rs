@@ -207,7 +207,8 @@ impl Sink for GitHub {
     }
 
     async fn resolve(&self, key: &str, note: &Note) -> Result<(), SinkError> {
-        self.comment(key, note).await?;
-        self.set_state(key, "closed", "close").await
+        // Status first: see `outbox::deliver` on finishing an interrupted resolve.
+        self.set_state(key, "closed", "close").await?;
+        self.comment(key, note).await
     }
 }

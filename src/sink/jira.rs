@@ -285,9 +285,10 @@ impl Sink for Jira {
     }
 
     async fn resolve(&self, key: &str, note: &Note) -> Result<(), SinkError> {
-        self.comment(key, note).await?;
+        // Status first: see `outbox::deliver` on finishing an interrupted resolve.
         self.transition(key, &self.cfg.resolve_transitions, true)
-            .await
+            .await?;
+        self.comment(key, note).await
     }
 }
 

@@ -194,7 +194,8 @@ pub trait Sink: Send + Sync {
     /// Reopen a done ticket as a regression, with a comment.
     fn reopen(&self, key: &str, note: &Note) -> impl Future<Output = Result<(), SinkError>> + Send;
 
-    /// Resolve an open ticket, with a comment.
+    /// Resolve an open ticket, with a comment. The status changes before the comment is
+    /// added, so a ticket found done without the comment is a resolve to finish.
     fn resolve(&self, key: &str, note: &Note)
     -> impl Future<Output = Result<(), SinkError>> + Send;
 }

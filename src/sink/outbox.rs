@@ -110,17 +110,23 @@ pub async fn deliver(
     let last_note = local.as_ref().map_or(0, |l| l.last_note_ms);
 
     if inc.state == IncidentState::Resolved {
-        let Some(t) = current.filter(|t| t.status == TicketStatus::Open) else {
+        let Some(t) = current.filter(|_| cfg.resolve_when_quiet) else {
             return Ok(Action::Skipped);
         };
-        if !cfg.resolve_when_quiet {
+        // Sinks change the status first and add the note second, so a retry that finds
+        // the ticket done but without this action's note finishes the resolve; a done
+        // ticket that is not ours to finish stays as it is.
+        let finishing = t.status == TicketStatus::Resolved
+            && maybe_sent
+            && !sink.has_note(&t.key, &row.idem).await?;
+        if t.status == TicketStatus::Resolved && !finishing {
             return Ok(Action::Skipped);
         }
-        if maybe_sent && sink.has_note(&t.key, &row.idem).await? {
-            record(&t.key, TicketStatus::Resolved, last_note)?;
-            return Ok(Action::AlreadyDone);
+        if finishing {
+            sink.comment(&t.key, &note(&row.idem)).await?;
+        } else {
+            sink.resolve(&t.key, &note(&row.idem)).await?;
         }
-        sink.resolve(&t.key, &note(&row.idem)).await?;
         record(&t.key, TicketStatus::Resolved, last_note)?;
         return Ok(Action::Resolved);
     }

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE(sink, idem)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(sink, state, id);
+CREATE INDEX IF NOT EXISTS outbox_idem ON outbox(idem);
 CREATE TABLE IF NOT EXISTS sink_refs (
     sink TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
