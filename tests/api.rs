@@ -534,6 +534,30 @@ fn the_dashboard_shows_a_new_incident_live_in_chromium() {
         "[...document.querySelectorAll('#modules .card')].some((c) => c.textContent.includes('log monitor') && c.textContent.includes('active'))",
         10,
     );
+    // Each incident gets its ticket, listed under recent tickets and linked from its row
+    // once the ticket event arrives; every row has a count sparkline.
+    browser.wait_true(
+        &page,
+        "document.querySelectorAll('#tickets tr[data-key]').length === document.querySelectorAll('tr[data-id]').length \
+         && [...document.querySelectorAll('tr[data-id] td.ticket')].every((td) => /^MEDIC-\\d+$/.test(td.textContent))",
+        30,
+    );
+    assert_eq!(
+        browser.eval(
+            &page,
+            "[...document.querySelectorAll('tr[data-id]')].every((tr) => tr.querySelector('svg.spark polyline'))"
+        ),
+        serde_json::json!(true)
+    );
+    browser.eval(
+        &page,
+        "document.querySelector('#tickets tr[data-key] button').click(); true",
+    );
+    browser.wait_true(
+        &page,
+        "!document.getElementById('ticket').hidden && document.querySelector('#ticket pre').textContent.includes('### Samples')",
+        10,
+    );
     let png = browser.screenshot(&page);
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");

@@ -1,17 +1,21 @@
-//! The incidents the API shows: the latest notification of each recent incident, bounded,
-//! and a broadcast of every notification for live updates.
+//! The incidents the API shows: the latest notification of each recent incident with its
+//! recent counts (for sparklines), bounded, and a broadcast of every notification for live
+//! updates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
 use crate::event::Incident;
 
+/// (last seen ms, count) points of one incident, oldest first.
+type Counts = VecDeque<(u64, u64)>;
+
 /// Recent incidents by id.
 #[derive(Debug)]
 pub struct Board {
-    incidents: Mutex<HashMap<String, Incident>>,
+    incidents: Mutex<HashMap<String, (Incident, Counts)>>,
     max: usize,
     live: broadcast::Sender<Incident>,
 }
@@ -26,16 +30,27 @@ impl Board {
         }
     }
 
-    /// Take a notification: it replaces the incident's previous one and is broadcast.
+    /// Count points kept per incident.
+    pub const HISTORY: usize = 32;
+
+    /// Take a notification: it replaces the incident's previous one, adds a (last seen,
+    /// count) point to its history, and is broadcast.
     pub fn record(&self, inc: &Incident) {
         if let Ok(mut m) = self.incidents.lock() {
-            m.insert(inc.id.clone(), inc.clone());
+            let e = m
+                .entry(inc.id.clone())
+                .or_insert_with(|| (inc.clone(), VecDeque::new()));
+            e.0 = inc.clone();
+            if e.1.len() == Self::HISTORY {
+                e.1.pop_front();
+            }
+            e.1.push_back((inc.last_seen_ms, inc.count));
             if m.len() > self.max {
                 // Forget the least recently updated; this runs only past the bound.
                 if let Some(oldest) = m
                     .values()
-                    .min_by_key(|i| i.last_seen_ms)
-                    .map(|i| i.id.clone())
+                    .min_by_key(|(i, _)| i.last_seen_ms)
+                    .map(|(i, _)| i.id.clone())
                 {
                     m.remove(&oldest);
                 }
@@ -50,7 +65,7 @@ impl Board {
         let mut v: Vec<Incident> = self
             .incidents
             .lock()
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(|(i, _)| i.clone()).collect())
             .unwrap_or_default();
         v.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(a.id.cmp(&b.id)));
         v
@@ -58,7 +73,16 @@ impl Board {
 
     /// One incident.
     pub fn get(&self, id: &str) -> Option<Incident> {
-        self.incidents.lock().ok()?.get(id).cloned()
+        self.incidents.lock().ok()?.get(id).map(|(i, _)| i.clone())
+    }
+
+    /// An incident's recent (last seen ms, count) points, oldest first.
+    pub fn history(&self, id: &str) -> Vec<(u64, u64)> {
+        self.incidents
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|(_, h)| h.iter().copied().collect()))
+            .unwrap_or_default()
     }
 
     /// Live notifications from now on.

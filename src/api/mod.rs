@@ -304,11 +304,13 @@ fn bad_request(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
-/// The list view of an incident: everything but the samples.
-fn summary(i: &Incident) -> serde_json::Value {
+/// The list view of an incident: everything but the samples, plus its recent counts as
+/// `[[last_seen_ms, count], ...]`.
+fn summary(i: &Incident, board: &Board) -> serde_json::Value {
     let mut v = serde_json::to_value(i).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.remove("samples");
+        o.insert("counts".into(), serde_json::json!(board.history(&i.id)));
     }
     v
 }
@@ -355,7 +357,7 @@ async fn incidents(
         .filter(|i| q.get("service").is_none_or(|s| &i.key.service == s))
         .filter(|i| i.last_seen_ms >= since_ms)
         .take(limit)
-        .map(summary)
+        .map(|i| summary(i, &state.parts.board))
         .collect();
     Json(serde_json::json!({ "incidents": list })).into_response()
 }
@@ -398,33 +400,35 @@ async fn events(
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     use tokio::sync::broadcast::error::RecvError;
     let rx = state.parts.board.subscribe();
+    let board = Arc::clone(&state.parts.board);
     let news = state.parts.tickets.as_ref().map(|t| t.subscribe());
-    let stream = futures_util::stream::unfold((rx, news), |(mut rx, mut news)| async move {
-        let ticket = async {
-            match news.as_mut() {
-                Some(n) => n.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let ev = tokio::select! {
-            r = rx.recv() => match r {
-                Ok(inc) => SseEvent::default()
-                    .event("incident")
-                    .data(serde_json::to_string(&summary(&inc)).unwrap_or_default()),
-                // A slow client missed some; it reloads the list on `lagged`.
-                Err(RecvError::Lagged(_)) => SseEvent::default().event("lagged").data("{}"),
-                Err(RecvError::Closed) => return None,
-            },
-            r = ticket => match r {
-                Ok(n) => SseEvent::default()
-                    .event("ticket")
-                    .data(serde_json::to_string(&n).unwrap_or_default()),
-                Err(RecvError::Lagged(_)) => SseEvent::default().event("lagged").data("{}"),
-                Err(RecvError::Closed) => return None,
-            },
-        };
-        Some((Ok(ev), (rx, news)))
-    });
+    let stream =
+        futures_util::stream::unfold((rx, news, board), |(mut rx, mut news, board)| async move {
+            let ticket = async {
+                match news.as_mut() {
+                    Some(n) => n.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ev = tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(inc) => SseEvent::default()
+                        .event("incident")
+                        .data(serde_json::to_string(&summary(&inc, &board)).unwrap_or_default()),
+                    // A slow client missed some; it reloads the list on `lagged`.
+                    Err(RecvError::Lagged(_)) => SseEvent::default().event("lagged").data("{}"),
+                    Err(RecvError::Closed) => return None,
+                },
+                r = ticket => match r {
+                    Ok(n) => SseEvent::default()
+                        .event("ticket")
+                        .data(serde_json::to_string(&n).unwrap_or_default()),
+                    Err(RecvError::Lagged(_)) => SseEvent::default().event("lagged").data("{}"),
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            Some((Ok(ev), (rx, news, board)))
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
