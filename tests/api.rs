@@ -474,6 +474,8 @@ fn incidents_rules_and_live_events() {
         "medic_ticket_actions_total{sink=\"store\",action=\"create\",outcome=\"ok\"}",
         "medic_classifications_total{by=\"rules\"}",
         "medic_outbox_depth{sink=\"store\",state=\"pending\"}",
+        "medic_window_evictions_total 0",
+        "medic_incident_notifications_inhibited_total 0",
     ] {
         assert!(metrics.contains(m), "{m} missing from /metrics");
     }

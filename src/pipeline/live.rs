@@ -250,6 +250,10 @@ struct Reported {
     created: u64,
     evicted: u64,
     late: u64,
+    /// Incident keys evicted and notifications inhibited, dataflow-wide, as last reported
+    /// (by worker 0 only: the counters are shared).
+    window_evicted: u64,
+    window_inhibited: u64,
 }
 
 /// Run the live pipeline until every receiver is closed (or `shared.stop` is set and the
@@ -636,6 +640,17 @@ impl Worker<'_> {
         }
         .emit();
         r.late = late;
+        if self.index == 0 {
+            let s = feeder.stats();
+            let evicted = s.evicted.load(std::sync::atomic::Ordering::Relaxed);
+            let inhibited = s.inhibited.load(std::sync::atomic::Ordering::Relaxed);
+            events::WindowPressure {
+                evicted: evicted.saturating_sub(r.window_evicted),
+                inhibited: inhibited.saturating_sub(r.window_inhibited),
+            }
+            .emit();
+            (r.window_evicted, r.window_inhibited) = (evicted, inhibited);
+        }
     }
 }
 

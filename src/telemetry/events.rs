@@ -107,8 +107,24 @@ impl IncidentNotified {
     }
 }
 
+/// Incident keys evicted by the state cap, and notifications suppressed by inhibition.
+pub struct WindowPressure {
+    /// Keys evicted (least recently updated first).
+    pub evicted: u64,
+    /// Notifications an inhibiting incident suppressed.
+    pub inhibited: u64,
+}
+
+impl WindowPressure {
+    /// Record it.
+    pub fn emit(&self) {
+        counter!("medic_window_evictions_total").increment(self.evicted);
+        counter!("medic_incident_notifications_inhibited_total").increment(self.inhibited);
+    }
+}
+
 /// Records that were late or dropped, by reason (`late`: processed at the watermark,
-/// never dropped; `evicted`: incident state evicted by the cap).
+/// never dropped).
 pub struct RecordsDeferred {
     /// Why.
     pub reason: &'static str,
@@ -432,5 +448,15 @@ pub fn describe() {
         "medic_outbox_depth",
         Unit::Count,
         "Outbox rows by sink and state (pending, dead); sink=classify counts notifications waiting for classification."
+    );
+    describe_counter!(
+        "medic_window_evictions_total",
+        Unit::Count,
+        "Incident keys evicted by the window's state cap (max_incidents), least recently updated first."
+    );
+    describe_counter!(
+        "medic_incident_notifications_inhibited_total",
+        Unit::Count,
+        "Incident notifications suppressed by an inhibiting incident on the same service."
     );
 }

@@ -90,6 +90,7 @@ struct Notice {
 
 /// What a worker's feed pushes hits into.
 pub struct Feeder<'w> {
+    stats: Arc<WindowStats>,
     worker: &'w mut Worker,
     hits: InputHandle<u64, CapacityContainerBuilder<Vec<Rec>>>,
     notices: InputHandle<u64, CapacityContainerBuilder<Vec<Notice>>>,
@@ -161,6 +162,12 @@ impl Feeder<'_> {
         self.late
     }
 
+    /// The dataflow's counters, summed over every worker, as of each worker's latest
+    /// activation.
+    pub fn stats(&self) -> &WindowStats {
+        &self.stats
+    }
+
     /// Let the dataflow make progress (live feeds call this on their timer, so timers fire
     /// and notifications go out while no records arrive).
     pub fn step(&mut self) {
@@ -213,6 +220,9 @@ where
                         let mut out: Vec<Incident> = Vec::new();
                         let mut cap = Some(cap);
                         let stats = op_stats;
+                        // What this operator has added to the shared counters so far:
+                        // they move live, so a running sidecar can export them.
+                        let mut published = table::TableStats::default();
                         move |(in1, f1), (in2, f2), output| {
                             in1.for_each_stamp(|_t, data| {
                                 for d in data {
@@ -262,6 +272,18 @@ where
                                 Some(f) => table.advance(f - 1, &mut out),
                                 None => table.finish(&mut out),
                             }
+                            let s = table.stats();
+                            if *s != published {
+                                let add = |a: &AtomicU64, now: u64, was: u64| {
+                                    a.fetch_add(now - was, Ordering::Relaxed);
+                                };
+                                add(&stats.records, s.records, published.records);
+                                add(&stats.late, s.late, published.late);
+                                add(&stats.evicted, s.evicted, published.evicted);
+                                add(&stats.inhibited, s.inhibited, published.inhibited);
+                                add(&stats.emitted, s.emitted, published.emitted);
+                                published = s.clone();
+                            }
                             if let Some(c) = cap.as_mut() {
                                 if !out.is_empty() {
                                     output.session(&*c).give_iterator(out.drain(..));
@@ -269,15 +291,7 @@ where
                                 match frontier {
                                     Some(f) if f > *c.time() => c.downgrade(&f),
                                     Some(_) => {}
-                                    None => {
-                                        let s = table.stats();
-                                        stats.records.fetch_add(s.records, Ordering::Relaxed);
-                                        stats.late.fetch_add(s.late, Ordering::Relaxed);
-                                        stats.evicted.fetch_add(s.evicted, Ordering::Relaxed);
-                                        stats.inhibited.fetch_add(s.inhibited, Ordering::Relaxed);
-                                        stats.emitted.fetch_add(s.emitted, Ordering::Relaxed);
-                                        cap = None;
-                                    }
+                                    None => cap = None,
                                 }
                             }
                         }
@@ -288,6 +302,7 @@ where
                 .probe_with(&probe);
         });
         let mut feeder = Feeder {
+            stats: Arc::clone(&shared),
             worker,
             hits,
             notices,
