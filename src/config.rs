@@ -10,6 +10,7 @@ use crate::api::ApiConfig;
 use crate::escalate::EscalateConfig;
 use crate::fingerprint::MinerConfig;
 use crate::parse::ParseConfig;
+use crate::qa::QaConfig;
 use crate::sink::TicketsConfig;
 use crate::source::SourcesConfig;
 use crate::window::WindowConfig;
@@ -41,6 +42,8 @@ pub struct Config {
     pub escalate: EscalateConfig,
     /// Ticket sinks and the outbox.
     pub tickets: TicketsConfig,
+    /// Browser flows run on a schedule by `medic run`.
+    pub qa: QaConfig,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             window: WindowConfig::default(),
             escalate: EscalateConfig::default(),
             tickets: TicketsConfig::default(),
+            qa: QaConfig::default(),
         }
     }
 }

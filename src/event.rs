@@ -623,4 +623,27 @@ pub mod duration {
         let s = String::deserialize(d)?;
         parse(&s).map_err(serde::de::Error::custom)
     }
+
+    /// The same for `Option<Duration>` (null or absent is `None`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Serde serialize.
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_str(&super::format(d)),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Serde deserialize.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                Some(s) => super::parse(&s).map(Some).map_err(serde::de::Error::custom),
+                None => Ok(None),
+            }
+        }
+    }
 }

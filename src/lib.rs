@@ -24,6 +24,7 @@
 //!   (Anthropic, OpenAI-compatible), the classification cache and the budget.
 //! - [`sink`]: tickets: the embedded store, Jira, GitHub Issues, a signed webhook, upsert by
 //!   fingerprint, reopen on regression, and the durable outbox.
+//! - [`qa`]: scheduled browser flows in headless Chromium; failures become incidents.
 //! - [`config`]: the configuration file that assembles every stage's settings.
 //! - [`pipeline`]: the wiring.
 //! - [`bench`](mod@bench): the reproducible throughput benchmark behind `medic bench`.
@@ -37,6 +38,7 @@ pub mod event;
 pub mod fingerprint;
 pub mod parse;
 pub mod pipeline;
+pub mod qa;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

@@ -218,7 +218,16 @@ impl RuleClassifier {
         let first = inc.samples.first().map_or("", |s| s.text.as_str());
         let haystack =
             format!("{}\n{}\n{}", inc.template, inc.rules.join(" "), first).to_ascii_lowercase();
-        let (error_type, matched) = error_type(&haystack);
+        // A label set by a rule file or the QA module decides the type outright.
+        let labelled = inc
+            .labels
+            .iter()
+            .find(|(k, _)| k == "error_type")
+            .and_then(|(_, v)| ErrorType::ALL.into_iter().find(|t| t.as_str() == v));
+        let (error_type, matched) = match labelled {
+            Some(t) => (t, true),
+            None => error_type(&haystack),
+        };
         let severity = severity(inc);
         let component = component(first).unwrap_or_else(|| inc.key.service.clone());
         let hint = HINTS
