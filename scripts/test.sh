@@ -10,7 +10,7 @@ command -v cc >/dev/null || need_apt+=(gcc)
 command -v docker >/dev/null || need_apt+=(docker.io)
 # A real Prometheus scrapes medic in tests/api.rs; promtool lints /metrics.
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
-# The dashboard test drives headless Chromium over the DevTools protocol.
+# The dashboard test and the QA flows drive headless Chromium over the DevTools protocol.
 command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
@@ -32,6 +32,8 @@ done
 
 set -x
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The lean build (no browser flows) must keep compiling too.
+cargo check --no-default-features --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
-cargo test --all-targets --locked
+cargo test --workspace --all-targets --locked

@@ -144,7 +144,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let board = Arc::new(Board::new(1000));
     let sink_board = Arc::clone(&board);
     let sink_tickets = tickets.clone();
-    let sink = move |inc: Incident| {
+    let sink: Arc<dyn Fn(Incident) + Send + Sync> = Arc::new(move |inc: Incident| {
         sink_board.record(&inc);
         if let Some(t) = &sink_tickets {
             t.submit(&inc);
@@ -163,7 +163,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         {
             tracing::error!(error = %e, "cannot append to the incident log");
         }
-    };
+    });
 
     let prometheus = medic::telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
     let stats = Arc::new(LiveStats::default());
@@ -187,6 +187,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|t| t.spawn(rt.handle(), tickets_stopped))
         .unwrap_or_default();
+    let qa_status = Arc::new(medic::qa::QaStatus::default());
+    let qa = crate::qa_cmd::spawn_scheduler(&config, Arc::clone(&sink), Arc::clone(&qa_status))?;
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = if config.api.enabled {
         let rules = rules.clone();
@@ -215,6 +217,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                 templates: Arc::clone(&templates),
                 stats: Arc::clone(&stats),
                 tickets: tickets.clone(),
+                qa: qa.is_some().then(|| Arc::clone(&qa_status)),
+                qa_artifacts: medic::qa::schedule_root(&config.state_dir).join("artifacts"),
             },
         )?;
         let server = rt.block_on(medic::api::serve(&config.api, state, async {
@@ -252,7 +256,9 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         let (rules, shared) = (rules.clone(), shared.clone());
         std::thread::Builder::new()
             .name("medic-pipeline".into())
-            .spawn(move || medic::pipeline::run_live(live_cfg, rules, receivers, shared, sink))?
+            .spawn(move || {
+                medic::pipeline::run_live(live_cfg, rules, receivers, shared, move |i| sink(i))
+            })?
     };
     eprintln!(
         "medic run: state in {}, incidents to {}",
@@ -347,6 +353,12 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             eprintln!(
                 "medic run: {waiting} ticket action(s) left in the outbox for the next start"
             );
+        }
+    }
+    if let Some((stop, thread)) = qa {
+        let _ = stop.send(true);
+        if thread.join().is_err() {
+            tracing::error!("the QA thread panicked");
         }
     }
     let _ = tickets_stop.send(true);

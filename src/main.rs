@@ -16,6 +16,7 @@ use medic::parse::{Format, ParseConfig};
 use medic::pipeline::{Core, ReplayConfig};
 
 mod live_cmd;
+mod qa_cmd;
 
 #[derive(ClapParser)]
 #[command(
@@ -45,6 +46,11 @@ enum Command {
     Run(RunArgs),
     /// Print every record the configured sources read, as JSON lines, until interrupted.
     Tap(TapArgs),
+    /// Validate browser flow files; exits 1 on any error (each error is file:line:column).
+    CheckFlows(qa_cmd::CheckFlowsArgs),
+    /// Browser flows: run them once, or propose new ones from a crawl.
+    #[command(subcommand)]
+    Qa(qa_cmd::QaCommand),
 }
 
 #[derive(Args)]
@@ -234,7 +240,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,chromiumoxide=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -247,6 +253,8 @@ fn main() -> ExitCode {
         Command::Config(a) => config_cmd(a),
         Command::Run(a) => live_cmd::run(a),
         Command::Tap(a) => live_cmd::tap(a),
+        Command::CheckFlows(a) => qa_cmd::check_flows(a),
+        Command::Qa(c) => qa_cmd::qa(c),
     };
     match result {
         Ok(code) => code,

@@ -115,6 +115,10 @@ pub struct ApiParts {
     pub stats: Arc<LiveStats>,
     /// The ticket path, when enabled.
     pub tickets: Option<Arc<Tickets>>,
+    /// The QA module, when flows are configured.
+    pub qa: Option<Arc<crate::qa::QaStatus>>,
+    /// Where QA runs keep their artifacts (`<flow>/<run>/<file>`).
+    pub qa_artifacts: std::path::PathBuf,
 }
 
 /// Shared state of the handlers.
@@ -181,6 +185,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/status", get(status))
         .route("/tickets", get(tickets))
         .route("/tickets/{key}", get(ticket))
+        .route("/qa/artifacts/{flow}/{run}/{file}", get(qa_artifact))
         .route("/events", get(events))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -402,11 +407,19 @@ async fn events(
     let rx = state.parts.board.subscribe();
     let board = Arc::clone(&state.parts.board);
     let news = state.parts.tickets.as_ref().map(|t| t.subscribe());
-    let stream =
-        futures_util::stream::unfold((rx, news, board), |(mut rx, mut news, board)| async move {
+    let qa = state.parts.qa.as_ref().map(|q| q.subscribe());
+    let stream = futures_util::stream::unfold(
+        (rx, news, board, qa),
+        |(mut rx, mut news, board, mut qa)| async move {
             let ticket = async {
                 match news.as_mut() {
                     Some(n) => n.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let qa_run = async {
+                match qa.as_mut() {
+                    Some(q) => q.recv().await,
                     None => std::future::pending().await,
                 }
             };
@@ -426,9 +439,21 @@ async fn events(
                     Err(RecvError::Lagged(_)) => SseEvent::default().event("lagged").data("{}"),
                     Err(RecvError::Closed) => return None,
                 },
+                r = qa_run => match r {
+                    Ok(run) => SseEvent::default().event("qa").data(
+                        serde_json::json!({
+                            "flow": run.flow, "passed": run.passed, "failed_step": run.failed_step,
+                            "error": run.error, "duration_ms": run.duration_ms, "run": run.run_dir,
+                        })
+                        .to_string(),
+                    ),
+                    Err(RecvError::Lagged(_)) => SseEvent::default().event("lagged").data("{}"),
+                    Err(RecvError::Closed) => return None,
+                },
             };
-            Some((Ok(ev), (rx, news, board)))
-        });
+            Some((Ok(ev), (rx, news, board, qa)))
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -525,6 +550,38 @@ async fn status(State(state): State<ApiState>) -> Response {
             })
         }
     };
+    let qa = match &state.parts.qa {
+        None => {
+            serde_json::json!({"name": "qa", "state": "disabled", "detail": "no QA flows configured"})
+        }
+        Some(q) => {
+            let v = q.view();
+            let (st, detail) = if let Some(e) = &v.last_infrastructure_error {
+                ("error", format!("cannot run flows: {e}"))
+            } else if let Some(f) = &v.running {
+                ("active", format!("running {f}"))
+            } else if !v.failing.is_empty() {
+                (
+                    "active",
+                    format!(
+                        "{} flow(s) failing: {}",
+                        v.failing.len(),
+                        v.failing.join(", ")
+                    ),
+                )
+            } else {
+                (
+                    "idle",
+                    format!("{} flow(s) scheduled, all passing", v.flows.len()),
+                )
+            };
+            serde_json::json!({
+                "name": "qa", "state": st, "detail": detail, "flows": v.flows,
+                "runs": v.runs, "failures": v.failures, "last_run_ms": v.last_run_ms,
+                "failing": v.failing,
+            })
+        }
+    };
     Json(serde_json::json!({
         "modules": [
             {
@@ -538,7 +595,7 @@ async fn status(State(state): State<ApiState>) -> Response {
                 "incidents": state.parts.board.list().len(),
             },
             classifier,
-            { "name": "qa", "state": "disabled", "detail": "no QA flows configured" },
+            qa,
         ]
     }))
     .into_response()
@@ -600,6 +657,39 @@ async fn ticket(State(state): State<ApiState>, Path(key): Path<String>) -> Respo
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_error",
             e.to_string(),
+        ),
+    }
+}
+
+/// A QA artifact: `screenshot.png`, `dom.html`, `report.json` or a named screenshot.
+/// Each path part is a plain name, so nothing outside the artifacts directory is served.
+async fn qa_artifact(
+    State(state): State<ApiState>,
+    Path((flow, run, file)): Path<(String, String, String)>,
+) -> Response {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !(plain(&flow) && plain(&run) && plain(&file)) {
+        return bad_request("artifact paths are plain names");
+    }
+    let path = state.parts.qa_artifacts.join(&flow).join(&run).join(&file);
+    let kind = match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => "image/png",
+        Some("html") => "text/plain; charset=utf-8",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, kind)], bytes).into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no artifact {flow}/{run}/{file}"),
         ),
     }
 }

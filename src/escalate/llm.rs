@@ -77,9 +77,9 @@ pub struct LlmClient {
 
 /// What one call to [`LlmClient::classify`] produced.
 #[derive(Debug)]
-pub struct LlmAnswer {
-    /// The validated classification, or why there is none.
-    pub result: Result<ErrorClassification, EscalateError>,
+pub struct LlmAnswer<T = ErrorClassification> {
+    /// The validated answer, or why there is none.
+    pub result: Result<T, EscalateError>,
     /// Tokens used over every request made (retries and the repair included).
     pub usage: Usage,
     /// Each HTTP request's outcome, in order.
@@ -178,7 +178,17 @@ impl LlmClient {
         admit: &(dyn Fn() -> bool + Send + Sync),
         ans: &mut LlmAnswer,
     ) -> Result<String, EscalateError> {
-        let body = self.body(messages);
+        let body = self.body(SYSTEM, messages);
+        self.send(body, admit, &mut ans.usage, &mut ans.calls).await
+    }
+
+    async fn send(
+        &self,
+        body: Value,
+        admit: &(dyn Fn() -> bool + Send + Sync),
+        usage_sum: &mut Usage,
+        calls: &mut Vec<CallOutcome>,
+    ) -> Result<String, EscalateError> {
         let mut attempt = 0u32;
         loop {
             if !admit() {
@@ -209,10 +219,10 @@ impl LlmClient {
             };
             let (outcome, wait, err) = match sent {
                 Ok((status, _, text)) if status.is_success() => {
-                    ans.calls.push(CallOutcome::Ok);
+                    calls.push(CallOutcome::Ok);
                     let (content, usage) = self.extract(&text)?;
-                    ans.usage.input += usage.input;
-                    ans.usage.output += usage.output;
+                    usage_sum.input += usage.input;
+                    usage_sum.output += usage.output;
                     return Ok(content);
                 }
                 Ok((status, retry_after, text)) => {
@@ -238,7 +248,7 @@ impl LlmClient {
                     EscalateError::Transport(error_chain(&e)),
                 ),
             };
-            ans.calls.push(outcome);
+            calls.push(outcome);
             if outcome == CallOutcome::ClientError || attempt >= self.cfg.max_retries {
                 return Err(err);
             }
@@ -249,7 +259,25 @@ impl LlmClient {
         }
     }
 
-    fn body(&self, messages: &[(&str, String)]) -> Value {
+    /// Free-form text for a system and a user message (flow generation), with the same
+    /// retries, limits and budget as classification.
+    pub async fn complete(
+        &self,
+        system: &str,
+        user: &str,
+        admit: &(dyn Fn() -> bool + Send + Sync),
+    ) -> LlmAnswer<String> {
+        let mut ans = LlmAnswer {
+            result: Err(EscalateError::Budget),
+            usage: Usage::default(),
+            calls: Vec::new(),
+        };
+        let body = self.body(system, &[("user", user.to_string())]);
+        ans.result = self.send(body, admit, &mut ans.usage, &mut ans.calls).await;
+        ans
+    }
+
+    fn body(&self, system: &str, messages: &[(&str, String)]) -> Value {
         let msgs: Vec<Value> = messages
             .iter()
             .map(|(role, content)| json!({"role": role, "content": content}))
@@ -259,11 +287,11 @@ impl LlmClient {
                 "model": self.cfg.model,
                 "max_tokens": self.cfg.max_tokens,
                 "temperature": 0,
-                "system": SYSTEM,
+                "system": system,
                 "messages": msgs,
             }),
             Provider::Openai => {
-                let mut all = vec![json!({"role": "system", "content": SYSTEM})];
+                let mut all = vec![json!({"role": "system", "content": system})];
                 all.extend(msgs);
                 json!({
                     "model": self.cfg.model,

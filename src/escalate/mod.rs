@@ -131,6 +131,25 @@ impl Escalator {
         self.llm.as_ref().map(LlmClient::provider)
     }
 
+    /// Free-form completion through the configured LLM, within the budget; `None` when no
+    /// LLM is configured.
+    pub async fn complete(
+        &self,
+        system: &str,
+        user: &str,
+    ) -> Option<Result<String, EscalateError>> {
+        let llm = self.llm.as_ref()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let admit = || self.budget.lock().is_ok_and(|mut b| b.admit(now));
+        let ans = llm.complete(system, user, &admit).await;
+        if let Ok(mut b) = self.budget.lock() {
+            b.spend(now, ans.usage.input + ans.usage.output);
+        }
+        Some(ans.result)
+    }
+
     /// The redactor, for anything else that leaves the host.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor

@@ -477,9 +477,10 @@ pub fn parse(path: &str, text: &str) -> Result<FlowFile, Vec<FlowError>> {
     for (i, step) in flow.steps.iter().enumerate() {
         let here = |m: String| at(line_of(i), 1, format!("steps[{i}] ({}): {m}", step.kind()));
         if let Some(s) = step.selector()
-            && (s.trim().is_empty() || s.trim() == "text=") {
-                errors.push(here("the selector is empty".into()));
-            }
+            && (s.trim().is_empty() || s.trim() == "text=")
+        {
+            errors.push(here("the selector is empty".into()));
+        }
         match step {
             Step::WaitFor(w) if w.selector.is_none() && w.text.is_none() && !w.network_idle => {
                 errors.push(here("give a selector, a text or network_idle: true".into()))

@@ -13,6 +13,8 @@ pub mod flow;
 pub mod generate;
 #[cfg(feature = "qa")]
 pub mod runner;
+#[cfg(feature = "qa")]
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -598,6 +600,92 @@ pub fn prune(root: &Path, keep: usize) {
             let _ = std::fs::remove_dir_all(old);
         }
     }
+}
+
+/// What the QA module is doing, for the API's status and event stream.
+#[derive(Debug)]
+pub struct QaStatus {
+    inner: std::sync::Mutex<QaStatusView>,
+    live: tokio::sync::broadcast::Sender<FlowRun>,
+}
+
+/// A snapshot of [`QaStatus`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QaStatusView {
+    /// Scheduled flows.
+    pub flows: Vec<String>,
+    /// The flow running now.
+    pub running: Option<String>,
+    /// Runs since start.
+    pub runs: u64,
+    /// Failed runs since start.
+    pub failures: u64,
+    /// When the last run finished, ms.
+    pub last_run_ms: Option<u64>,
+    /// Flows whose last run failed.
+    pub failing: Vec<String>,
+    /// Infrastructure trouble in the last run (browser missing or crashed, target away).
+    pub last_infrastructure_error: Option<String>,
+}
+
+impl Default for QaStatus {
+    fn default() -> Self {
+        QaStatus {
+            inner: std::sync::Mutex::new(QaStatusView::default()),
+            live: tokio::sync::broadcast::channel(64).0,
+        }
+    }
+}
+
+impl QaStatus {
+    /// The scheduled flows.
+    pub fn set_flows(&self, flows: Vec<String>) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.flows = flows;
+        }
+    }
+
+    /// A run started.
+    pub fn started(&self, flow: &str) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.running = Some(flow.to_string());
+        }
+    }
+
+    /// A run finished: counted and broadcast.
+    pub fn finished(&self, run: &FlowRun) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.running = None;
+            s.runs += 1;
+            s.last_run_ms = Some(run.started_ms + run.duration_ms);
+            s.failing.retain(|f| f != &run.flow);
+            if !run.passed {
+                s.failures += 1;
+                s.failing.push(run.flow.clone());
+            }
+            s.last_infrastructure_error = if run.infrastructure {
+                run.error.clone()
+            } else {
+                None
+            };
+        }
+        let _ = self.live.send(run.clone());
+    }
+
+    /// A snapshot.
+    pub fn view(&self) -> QaStatusView {
+        self.inner.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Finished runs from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FlowRun> {
+        self.live.subscribe()
+    }
+}
+
+/// `<state_dir>/qa`: QA state and artifacts.
+pub fn schedule_root(state_dir: &Path) -> PathBuf {
+    state_dir.join("qa")
 }
 
 /// Milliseconds since the epoch.

@@ -45,11 +45,12 @@ const FLAGS: &[&str] = &[
     "disable-dev-shm-usage",
 ];
 
-/// Run one flow. Never panics and never returns an error: a browser that cannot start or
+/// Run one flow, keeping artifacts under `artifacts_root/<flow>/<run>/`. Never panics and never returns an error: a browser that cannot start or
 /// dies, or a URL that cannot be reached, is a failed run marked `infrastructure`.
-pub async fn run_flow(ff: &FlowFile, cfg: &QaConfig, artifacts: &Path) -> FlowRun {
+pub async fn run_flow(ff: &FlowFile, cfg: &QaConfig, artifacts_root: &Path) -> FlowRun {
     let started = Instant::now();
     let mut run = FlowRun::new(ff);
+    let artifacts = &artifacts_root.join(&run.run_dir);
     let session = match Session::launch(cfg).await {
         Ok(s) => s,
         Err(e) => {
@@ -200,7 +201,8 @@ async fn listen(page: &Page, observed: &Arc<Mutex<Observed>>) -> Vec<tokio::task
                     if ev.r#type == ResourceType::Document {
                         o.document_status = Some(status);
                     }
-                    if status >= 400 {
+                    // The browser's own favicon probe is not the page's request.
+                    if status >= 400 && !ev.response.url.ends_with("/favicon.ico") {
                         o.failed_requests
                             .push(format!("{status} {}", ev.response.url));
                     }
