@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# QA off the hot path: `medic run` reads a 1M-line file (the generated docker-json
+# corpus) through the whole pipeline, once without QA and once with the demo shop's four
+# flows scheduled back to back (every 1s, no jitter) in headless Chromium the whole time.
+# Prints the pipeline's lines/s for both and the difference. Needs Debian's chromium.
+#   benches/qa_overhead.sh
+#   LINES=1000000 RUNS=3 benches/qa_overhead.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LINES=${LINES:-1000000}
+RUNS=${RUNS:-3}
+mkdir -p target/bench
+cargo build --release --locked -q --workspace
+f=target/bench/corpus-$LINES.log
+[ -f "$f" ] || python3 ../shared/tools/gen_corpus.py --lines "$LINES" --format docker-json --seed 1 --out "$f"
+work=$(mktemp -d)
+trap 'kill $app 2>/dev/null; rm -rf "$work"' EXIT
+app_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+PORT=$app_port BIND=127.0.0.1 target/release/demo-app >/dev/null & app=$!
+mkdir -p "$work/flows"
+for fl in fixtures/demo-app/flows/*.yaml; do
+  sed 's/^every: .*/every: 1s/' "$fl" > "$work/flows/$(basename "$fl")"
+done
+measure() {
+  local qa=$1 state=$work/state-$RANDOM api_port
+  api_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  {
+    echo "state_dir: $state"
+    echo "api: { listen: \"127.0.0.1:$api_port\" }"
+    echo "sources:"
+    echo "  docker: { enabled: false }"
+    echo "  files: [{ path: $PWD/$f }]"
+    if [ "$qa" = on ]; then
+      echo "qa: { flows: [$work/flows], jitter: 0s, step_timeout: 5s }"
+    fi
+  } > "$work/medic.yaml"
+  DEMO_APP_URL=http://127.0.0.1:$app_port target/release/medic run --config "$work/medic.yaml" 2>/dev/null & local medic=$!
+  python3 - "$api_port" "$LINES" "$qa" <<'PY'
+import json, sys, time, urllib.request
+port, lines, qa = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def status():
+    try:
+        return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2))["modules"]
+    except Exception:
+        return None
+while status() is None:
+    time.sleep(0.01)
+start = time.time()
+while True:
+    m = status()
+    if m and m[0]["records"] >= lines:
+        break
+    time.sleep(0.02)
+took = time.time() - start
+runs = m[2].get("runs", 0) if m else 0
+print(f"qa {qa:>3}: {lines} lines in {took:.2f} s = {lines / took:,.0f} lines/s, QA runs finished meanwhile: {runs}")
+PY
+  kill $medic; wait $medic 2>/dev/null || true
+}
+for i in $(seq "$RUNS"); do
+  measure off
+  measure on
+done
