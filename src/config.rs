@@ -83,6 +83,146 @@ impl Config {
     }
 }
 
+/// Environment variables that override the configuration file (the seed's compose names
+/// among them), in the order they are applied: (name, what it sets).
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("MEDIC_STATE_DIR", "state_dir"),
+    ("MEDIC_LISTEN", "api.listen"),
+    (
+        "MONITORED_CONTAINERS",
+        "sources.docker.include (comma-separated name globs)",
+    ),
+    (
+        "CHECK_INTERVAL_SECONDS",
+        "window.group_wait (how long a new incident collects before it is reported)",
+    ),
+    ("ERROR_COOLDOWN_MINUTES", "tickets.cooldown"),
+    (
+        "JIRA_API_URL",
+        "tickets.jira.url (enables Jira; the token is read from JIRA_API_TOKEN)",
+    ),
+    ("JIRA_PROJECT_KEY", "tickets.jira.project"),
+    ("JIRA_EMAIL", "tickets.jira.email"),
+    (
+        "GITHUB_REPOSITORY",
+        "tickets.github.repo (enables GitHub; the token is read from GITHUB_TOKEN)",
+    ),
+    (
+        "MEDIC_WEBHOOK_URL",
+        "tickets.webhook.url (the secret is read from MEDIC_WEBHOOK_SECRET if set)",
+    ),
+    (
+        "ANTHROPIC_API_KEY",
+        "escalate.llm: the Anthropic API with this key, unless an LLM is configured",
+    ),
+    (
+        "OPENAI_API_KEY",
+        "escalate.llm: an OpenAI-compatible API with this key, unless an LLM is configured",
+    ),
+    ("LLM_MODEL", "escalate.llm.model"),
+    ("LLM_BASE_URL", "escalate.llm.base_url"),
+    ("QA_FLOWS", "qa.flows (comma-separated paths)"),
+];
+
+impl Config {
+    /// Apply [`ENV_OVERRIDES`] from `var`; a value that does not parse is an error naming
+    /// the variable.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let bad = |name: &str, message: String| ConfigError::Invalid {
+            path: format!("${name}"),
+            line: 0,
+            column: 0,
+            message,
+        };
+        let list = |v: &str| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("MEDIC_STATE_DIR") {
+            self.state_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("MEDIC_LISTEN") {
+            self.api.listen = v
+                .parse()
+                .map_err(|e| bad("MEDIC_LISTEN", format!("{v:?}: {e}")))?;
+        }
+        if let Some(v) = get("MONITORED_CONTAINERS") {
+            self.sources.docker.include = list(&v);
+        }
+        let number = |name: &str, v: &str| -> Result<u64, ConfigError> {
+            v.trim()
+                .parse()
+                .map_err(|_| bad(name, format!("{v:?} is not a whole number")))
+        };
+        if let Some(v) = get("CHECK_INTERVAL_SECONDS") {
+            self.window.group_wait =
+                std::time::Duration::from_secs(number("CHECK_INTERVAL_SECONDS", &v)?);
+        }
+        if let Some(v) = get("ERROR_COOLDOWN_MINUTES") {
+            self.tickets.cooldown =
+                std::time::Duration::from_secs(60 * number("ERROR_COOLDOWN_MINUTES", &v)?);
+        }
+        if let Some(v) = get("JIRA_API_URL") {
+            self.tickets.jira.get_or_insert_with(Default::default).url = v;
+        }
+        if let Some(v) = get("JIRA_PROJECT_KEY") {
+            self.tickets
+                .jira
+                .get_or_insert_with(Default::default)
+                .project = v;
+        }
+        if let Some(v) = get("JIRA_EMAIL") {
+            self.tickets.jira.get_or_insert_with(Default::default).email = Some(v);
+        }
+        if let Some(v) = get("GITHUB_REPOSITORY") {
+            self.tickets
+                .github
+                .get_or_insert_with(Default::default)
+                .repo = v;
+        }
+        if let Some(v) = get("MEDIC_WEBHOOK_URL") {
+            let w = self.tickets.webhook.get_or_insert_with(Default::default);
+            w.url = v;
+            if get("MEDIC_WEBHOOK_SECRET").is_some() {
+                w.secret_env = Some("MEDIC_WEBHOOK_SECRET".into());
+            }
+        }
+        if self.escalate.llm.is_none() {
+            use crate::escalate::config::{LlmConfig, Provider};
+            if get("ANTHROPIC_API_KEY").is_some() {
+                self.escalate.llm = Some(LlmConfig {
+                    provider: Provider::Anthropic,
+                    api_key_env: Some("ANTHROPIC_API_KEY".into()),
+                    ..LlmConfig::default()
+                });
+            } else if get("OPENAI_API_KEY").is_some() {
+                self.escalate.llm = Some(LlmConfig {
+                    provider: Provider::Openai,
+                    model: "gpt-4o-mini".into(),
+                    api_key_env: Some("OPENAI_API_KEY".into()),
+                    ..LlmConfig::default()
+                });
+            }
+        }
+        if let Some(llm) = self.escalate.llm.as_mut() {
+            if let Some(v) = get("LLM_MODEL") {
+                llm.model = v;
+            }
+            if let Some(v) = get("LLM_BASE_URL") {
+                llm.base_url = Some(v);
+            }
+        }
+        if let Some(v) = get("QA_FLOWS") {
+            self.qa.flows = list(&v).into_iter().map(PathBuf::from).collect();
+        }
+        Ok(())
+    }
+}
+
 /// A configuration error, located.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -167,6 +307,41 @@ mod tests {
         }
         walk(&value, "", &mut missing);
         assert!(missing.is_empty(), "not in src/config.yaml: {missing:?}");
+    }
+
+    #[test]
+    fn environment_overrides_map_onto_the_config() {
+        let env: std::collections::HashMap<&str, &str> = [
+            ("MONITORED_CONTAINERS", "web-*, api"),
+            ("CHECK_INTERVAL_SECONDS", "2"),
+            ("ERROR_COOLDOWN_MINUTES", "30"),
+            ("JIRA_API_URL", "https://x.atlassian.net"),
+            ("JIRA_PROJECT_KEY", "OPS"),
+            ("ANTHROPIC_API_KEY", "k"),
+            ("MEDIC_LISTEN", "0.0.0.0:9464"),
+        ]
+        .into_iter()
+        .collect();
+        let mut c = Config::default();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string()))
+            .expect("valid");
+        assert_eq!(c.sources.docker.include, ["web-*", "api"]);
+        assert_eq!(c.window.group_wait, std::time::Duration::from_secs(2));
+        assert_eq!(c.tickets.cooldown, std::time::Duration::from_secs(1800));
+        let j = c.tickets.jira.expect("jira");
+        assert_eq!(
+            (j.url.as_str(), j.project.as_str()),
+            ("https://x.atlassian.net", "OPS")
+        );
+        assert_eq!(
+            c.escalate.llm.expect("llm").api_key_env.as_deref(),
+            Some("ANTHROPIC_API_KEY")
+        );
+        assert_eq!(c.api.listen.to_string(), "0.0.0.0:9464");
+        let e = Config::default()
+            .apply_env(|k| (k == "ERROR_COOLDOWN_MINUTES").then(|| "soon".to_string()))
+            .expect_err("bad number");
+        assert!(e.to_string().contains("$ERROR_COOLDOWN_MINUTES"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,16 @@ enum Command {
     /// Browser flows: run them once, or propose new ones from a crawl.
     #[command(subcommand)]
     Qa(qa_cmd::QaCommand),
+    /// Exit 0 if a running medic answers its health endpoint (for container HEALTHCHECKs,
+    /// where there is no curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args)]
+struct HealthcheckArgs {
+    /// The endpoint (plain HTTP).
+    #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+    url: String,
 }
 
 #[derive(Args)]
@@ -139,12 +149,15 @@ fn load_config_and_rules(config: Option<&Path>, rules: &[PathBuf]) -> Result<(Co
     Ok((config, rules))
 }
 
-/// The configuration file, or the defaults.
+/// The configuration file, or the defaults, with environment overrides applied
+/// (`medic config --print-defaults` lists them).
 fn load_config(path: Option<&Path>) -> Result<Config> {
-    match path {
-        Some(p) => Ok(Config::load(p)?),
-        None => Ok(Config::default()),
-    }
+    let mut c = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    c.apply_env(|k| std::env::var(k).ok())?;
+    Ok(c)
 }
 
 /// How `replay` prints.
@@ -255,6 +268,7 @@ fn main() -> ExitCode {
         Command::Tap(a) => live_cmd::tap(a),
         Command::CheckFlows(a) => qa_cmd::check_flows(a),
         Command::Qa(c) => qa_cmd::qa(c),
+        Command::Healthcheck(a) => healthcheck(&a.url),
     };
     match result {
         Ok(code) => code,
@@ -263,6 +277,46 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `medic healthcheck`: one HTTP/1.1 GET with a 2-second timeout; 200 is healthy.
+fn healthcheck(url: &str) -> Result<ExitCode> {
+    use std::io::Read;
+    use std::net::ToSocketAddrs;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("{url}: only http:// URLs are supported"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("cannot resolve {host}"))?;
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("cannot connect to {host}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    let ok = line.split_whitespace().nth(1) == Some("200");
+    if !ok {
+        eprintln!(
+            "medic healthcheck: {url}: {}",
+            line.lines().next().unwrap_or("no answer")
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Load rules from paths, `./rules`, or the built-in set; errors are printed located.

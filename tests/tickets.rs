@@ -217,6 +217,7 @@ fn store_tickets_follow_the_incident_lifecycle_and_replays_add_nothing() {
         );
         assert_eq!(t.status, "open");
         assert!(t.regression, "reopened tickets are regressions");
+        assert_eq!(t.count, 84, "the count of the latest notification");
         assert!(t.key.starts_with("MEDIC-"));
         for l in ["AI-Fix", "auto-detected"] {
             assert!(t.labels.iter().any(|x| x == l), "{:?}", t.labels);

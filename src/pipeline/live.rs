@@ -426,10 +426,10 @@ impl Worker<'_> {
                 };
                 // The source's latest metadata (a rename) wins.
                 st.info = Arc::clone(&r.source);
-                self.line += 1;
-                // Stage latency is sampled: a clock read per stage per line would cost more
-                // than some stages.
+                // Stage latency is sampled (the first line, then one in 64): a clock read
+                // per stage per line would cost more than some stages.
                 let sample = self.line.is_multiple_of(LATENCY_SAMPLE).then(Instant::now);
+                self.line += 1;
                 let ev = match r.framing {
                     Framing::Line => st.parser.push(&r.line, r.truncated, now_ms),
                     Framing::Content => {

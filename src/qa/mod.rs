@@ -47,6 +47,9 @@ pub struct QaConfig {
     pub viewport: (u32, u32),
     /// Runs whose artifacts are kept per flow.
     pub keep_runs: usize,
+    /// CPU niceness of the browser and all its processes (0 to 19; 0 leaves it as is), so
+    /// a flow never takes CPU from the log pipeline when both want it.
+    pub nice: u8,
 }
 
 impl Default for QaConfig {
@@ -59,6 +62,7 @@ impl Default for QaConfig {
             jitter: Duration::from_secs(30),
             viewport: (1280, 800),
             keep_runs: 20,
+            nice: 10,
         }
     }
 }

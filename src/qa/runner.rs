@@ -99,8 +99,33 @@ impl Session {
             .tempdir()
             .map_err(|e| format!("cannot create a browser profile directory: {e}"))?;
         let (vw, vh) = (cfg.viewport.0, cfg.viewport.1);
+        if !cfg.chromium.exists() {
+            return Err(format!(
+                "cannot start the browser {}: no such file (install Debian's chromium)",
+                cfg.chromium.display()
+            ));
+        }
+        // Niceness is inherited by every process the browser starts (zygote, renderers,
+        // GPU), so it is set on the executable through a wrapper rather than afterwards.
+        let executable = if cfg.nice > 0 {
+            let w = profile.path().join("chromium-nice");
+            let script = format!(
+                "#!/bin/sh\nexec nice -n {} '{}' \"$@\"\n",
+                cfg.nice.min(19),
+                cfg.chromium.display().to_string().replace('\'', "")
+            );
+            std::fs::write(&w, script)
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755))
+                })
+                .map_err(|e| format!("cannot write the browser wrapper: {e}"))?;
+            w
+        } else {
+            cfg.chromium.clone()
+        };
         let config = BrowserConfig::builder()
-            .chrome_executable(&cfg.chromium)
+            .chrome_executable(&executable)
             .user_data_dir(profile.path())
             .no_sandbox()
             .args(FLAGS.iter().copied())

@@ -142,6 +142,8 @@ pub struct Note {
     pub body: Body,
     /// Idempotency key.
     pub idem: String,
+    /// The incident's record count at this notification.
+    pub count: u64,
 }
 
 /// The ticket-system contract. Every sink upserts by the `medic-fp-<fingerprint>` label.

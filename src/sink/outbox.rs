@@ -95,6 +95,7 @@ pub async fn deliver(
     let note = |idem: &str| Note {
         body: note_body(e, idem),
         idem: idem.to_string(),
+        count: inc.count,
     };
     let record = |key: &str, status: TicketStatus, last_note_ms: u64| {
         store.set_sink_ref(

@@ -11,7 +11,6 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::render::Body;
 use super::{NewTicket, Note, Sink, SinkError, TicketRef, TicketStatus};
 use crate::event::{Escalated, Incident};
 
@@ -29,6 +28,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     body TEXT NOT NULL,
     escalated TEXT NOT NULL,
     regression INTEGER NOT NULL DEFAULT 0,
+    count INTEGER NOT NULL DEFAULT 0,
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL,
     resolved_ms INTEGER
@@ -147,6 +147,8 @@ pub struct TicketView {
     pub labels: Vec<String>,
     /// Whether it was ever reopened.
     pub regression: bool,
+    /// Records of the bug so far, as of the latest notification.
+    pub count: u64,
     /// Created, ms.
     pub created_ms: u64,
     /// Last change, ms.
@@ -216,6 +218,13 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| SinkError::Store(format!("{}: {e}", path.display())))?;
+        // Databases from before the count column.
+        let has_count: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('tickets') WHERE name = 'count'")?
+            .exists([])?;
+        if !has_count {
+            conn.execute_batch("ALTER TABLE tickets ADD COLUMN count INTEGER NOT NULL DEFAULT 0")?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
             prefix: key_prefix.to_string(),
@@ -503,7 +512,7 @@ impl Store {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT key, fingerprint, title, status, severity, error_type, service, labels,
-                        regression, created_ms, updated_ms, resolved_ms
+                        regression, created_ms, updated_ms, resolved_ms, count
                  FROM tickets WHERE (?1 IS NULL OR status = ?1) ORDER BY updated_ms DESC, id DESC LIMIT ?2",
             )?;
             let rows = st
@@ -519,13 +528,13 @@ impl Store {
             let t = c
                 .query_row(
                     "SELECT key, fingerprint, title, status, severity, error_type, service, labels,
-                            regression, created_ms, updated_ms, resolved_ms, body, id
+                            regression, created_ms, updated_ms, resolved_ms, count, body, id
                      FROM tickets WHERE key = ?1",
                     [key],
                     |r| {
                         let mut v = view(r)?;
-                        v.body = Some(r.get(12)?);
-                        Ok((v, r.get::<_, i64>(13)?))
+                        v.body = Some(r.get(13)?);
+                        Ok((v, r.get::<_, i64>(14)?))
                     },
                 )
                 .optional()?;
@@ -553,11 +562,11 @@ impl Store {
         &self,
         key: &str,
         kind: &str,
-        body: &Body,
-        idem: &str,
+        note: &Note,
         status: Option<TicketStatus>,
         regression: bool,
     ) -> Result<(), SinkError> {
+        let (body, idem) = (&note.body, note.idem.as_str());
         let now = now_ms() as i64;
         let changed = self.with(|c| {
             let tx = c.transaction()?;
@@ -573,7 +582,10 @@ impl Store {
                 params![id, now, kind, body.markdown(), idem],
             )?;
             if n == 1 {
-                tx.execute("UPDATE tickets SET updated_ms = ?2 WHERE id = ?1", params![id, now])?;
+                tx.execute(
+                    "UPDATE tickets SET updated_ms = ?2, count = MAX(count, ?3) WHERE id = ?1",
+                    params![id, now, note.count as i64],
+                )?;
                 if let Some(s) = status {
                     tx.execute(
                         "UPDATE tickets SET status = ?2, resolved_ms = CASE WHEN ?2 = 'resolved' THEN ?3 ELSE NULL END WHERE id = ?1",
@@ -629,6 +641,7 @@ fn view(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketView> {
         created_ms: r.get::<_, i64>(9)?.max(0) as u64,
         updated_ms: r.get::<_, i64>(10)?.max(0) as u64,
         resolved_ms: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+        count: r.get::<_, i64>(12)?.max(0) as u64,
         body: None,
         history: None,
     })
@@ -662,8 +675,8 @@ impl Sink for std::sync::Arc<Store> {
             }
             tx.execute(
                 "INSERT INTO tickets (key, fingerprint, title, status, severity, error_type, service,
-                    labels, body, escalated, regression, created_ms, updated_ms)
-                 VALUES ('', ?1, ?2, 'open', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                        labels, body, escalated, regression, count, created_ms, updated_ms)
+                 VALUES ('', ?1, ?2, 'open', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?10, ?10)",
                 params![
                     t.fingerprint,
                     t.title,
@@ -674,7 +687,8 @@ impl Sink for std::sync::Arc<Store> {
                     t.body.markdown(),
                     escalated,
                     t.escalated.incident.regression as i64,
-                    now
+                    now,
+                    t.escalated.incident.count as i64
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -716,7 +730,7 @@ impl Sink for std::sync::Arc<Store> {
     }
 
     async fn comment(&self, key: &str, note: &Note) -> Result<(), SinkError> {
-        self.event(key, "comment", &note.body, &note.idem, None, false)
+        self.event(key, "comment", note, None, false)
     }
 
     async fn has_note(&self, _key: &str, idem: &str) -> Result<bool, SinkError> {
@@ -732,24 +746,10 @@ impl Sink for std::sync::Arc<Store> {
     }
 
     async fn reopen(&self, key: &str, note: &Note) -> Result<(), SinkError> {
-        self.event(
-            key,
-            "reopened",
-            &note.body,
-            &note.idem,
-            Some(TicketStatus::Open),
-            true,
-        )
+        self.event(key, "reopened", note, Some(TicketStatus::Open), true)
     }
 
     async fn resolve(&self, key: &str, note: &Note) -> Result<(), SinkError> {
-        self.event(
-            key,
-            "resolved",
-            &note.body,
-            &note.idem,
-            Some(TicketStatus::Resolved),
-            false,
-        )
+        self.event(key, "resolved", note, Some(TicketStatus::Resolved), false)
     }
 }

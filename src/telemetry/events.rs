@@ -459,4 +459,12 @@ pub fn describe() {
         Unit::Count,
         "Incident notifications suppressed by an inhibiting incident on the same service."
     );
+    // Series with a known, fixed label set start at 0, so dashboards and alerts see 0
+    // rather than no data before the first occurrence.
+    for reason in ["config", "budget", "status", "transport", "invalid_answer"] {
+        counter!("medic_classifier_fallbacks_total", "reason" => reason).increment(0);
+    }
+    counter!("medic_llm_budget_denials_total").increment(0);
+    counter!("medic_window_evictions_total").increment(0);
+    counter!("medic_incident_notifications_inhibited_total").increment(0);
 }
