@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
-# QA off the hot path: `medic run` reads a 1M-line file (the generated docker-json
-# corpus) through the whole pipeline, once without QA and once with the demo shop's four
-# flows scheduled back to back (every 1s, no jitter) in headless Chromium the whole time.
-# Prints the pipeline's lines/s for both and the difference. Needs Debian's chromium.
-#   benches/qa_overhead.sh
-#   LINES=1000000 RUNS=3 benches/qa_overhead.sh
+# QA off the hot path: `medic run` reads a file of REPEAT copies of the generated
+# docker-json corpus through the whole pipeline, once without QA and once with the demo
+# shop's four flows scheduled every EVERY (default 1s with no jitter: back to back, a
+# browser running the whole time; EVERY=60s gives each flow a run a minute, with the
+# default 30 s jitter). Prints the pipeline's lines/s for both. Needs Debian's chromium.
+#   benches/qa_overhead.sh                          # worst case, 1M lines
+#   EVERY=60s REPEAT=10 RUNS=2 benches/qa_overhead.sh   # a minute-long window
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LINES=${LINES:-1000000}
 RUNS=${RUNS:-3}
+EVERY=${EVERY:-1s}
+REPEAT=${REPEAT:-1}
 mkdir -p target/bench
 cargo build --release --locked -q --workspace
 f=target/bench/corpus-$LINES.log
 [ -f "$f" ] || python3 ../shared/tools/gen_corpus.py --lines "$LINES" --format docker-json --seed 1 --out "$f"
 work=$(mktemp -d)
+if [ "$REPEAT" -gt 1 ]; then
+  big=target/bench/corpus-$LINES-x$REPEAT.log
+  [ -f "$big" ] || for _ in $(seq "$REPEAT"); do cat "$f"; done > "$big"
+  f=$big
+fi
+LINES=$((LINES * REPEAT))
 trap 'kill $app 2>/dev/null; rm -rf "$work"' EXIT
 app_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 PORT=$app_port BIND=127.0.0.1 target/release/demo-app >/dev/null & app=$!
 mkdir -p "$work/flows"
 for fl in fixtures/demo-app/flows/*.yaml; do
-  sed 's/^every: .*/every: 1s/' "$fl" > "$work/flows/$(basename "$fl")"
+  sed "s/^every: .*/every: $EVERY/" "$fl" > "$work/flows/$(basename "$fl")"
 done
 measure() {
   local qa=$1 state=$work/state-$RANDOM api_port
@@ -31,7 +40,8 @@ measure() {
     echo "  docker: { enabled: false }"
     echo "  files: [{ path: $PWD/$f }]"
     if [ "$qa" = on ]; then
-      echo "qa: { flows: [$work/flows], jitter: 0s, step_timeout: 5s }"
+      if [ "$EVERY" = 1s ]; then jitter=0s; else jitter=30s; fi
+      echo "qa: { flows: [$work/flows], jitter: $jitter, step_timeout: 5s }"
     fi
   } > "$work/medic.yaml"
   DEMO_APP_URL=http://127.0.0.1:$app_port target/release/medic run --config "$work/medic.yaml" 2>/dev/null & local medic=$!
