@@ -88,6 +88,7 @@ pub async fn run_flow(ff: &FlowFile, cfg: &QaConfig, artifacts_root: &Path) -> F
 pub(crate) struct Session {
     pub(crate) browser: Browser,
     driver: tokio::task::JoinHandle<()>,
+    nicer: Option<tokio::task::JoinHandle<()>>,
     _profile: tempfile::TempDir,
 }
 
@@ -139,13 +140,18 @@ impl Session {
             .request_timeout(cfg.step_timeout.max(Duration::from_secs(5)))
             .build()
             .map_err(|e| format!("browser settings: {e}"))?;
-        let (browser, mut handler) = Browser::launch(config)
+        let (mut browser, mut handler) = Browser::launch(config)
             .await
             .map_err(|e| format!("cannot start the browser {}: {e}", cfg.chromium.display()))?;
         let driver = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        let pid = browser.get_mut_child().and_then(|c| c.inner.id());
+        let nicer = pid
+            .filter(|_| cfg.nice > 0)
+            .map(|pid| tokio::spawn(keep_nice(pid, cfg.nice.min(19))));
         Ok(Session {
             browser,
             driver,
+            nicer,
             _profile: profile,
         })
     }
@@ -160,7 +166,80 @@ impl Session {
             let _ = self.browser.kill().await;
         }
         self.driver.abort();
+        if let Some(n) = self.nicer {
+            n.abort();
+        }
     }
+}
+
+/// Keep every thread of the browser's process tree at `nice` while it runs. Chromium
+/// running as root raises its own priorities (its browser process ends up below 0 even
+/// when started with `nice`), and niceness is per thread on Linux, so new processes and
+/// threads are caught every 200 ms.
+async fn keep_nice(pid: u32, nice: u8) {
+    loop {
+        let stale = tokio::task::spawn_blocking(move || threads_not_at(pid, nice))
+            .await
+            .unwrap_or_default();
+        if !stale.is_empty() {
+            let mut cmd = std::process::Command::new("renice");
+            cmd.args(["-n", &nice.to_string(), "-p"])
+                .args(stale.iter().map(u32::to_string))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let _ = tokio::task::spawn_blocking(move || cmd.status()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Thread ids in the process tree under `root` whose niceness is not `nice`.
+fn threads_not_at(root: u32, nice: u8) -> Vec<u32> {
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let stat = |path: &std::path::Path| -> Option<Vec<String>> {
+        let s = std::fs::read_to_string(path).ok()?;
+        let rest = s.get(s.rfind(')')? + 2..)?;
+        Some(rest.split_whitespace().map(String::from).collect())
+    };
+    // (pid, ppid) of every process; ppid is field 4, index 1 after the name.
+    let mut parent = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Some(ppid) = stat(&e.path().join("stat"))
+                .and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
+            {
+                parent.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    let mut out = Vec::new();
+    for p in tree {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(tid) = t.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            // Nice is field 19, index 16 after the name.
+            let current = stat(&t.path().join("stat"))
+                .and_then(|f| f.get(16).and_then(|n| n.parse::<i32>().ok()));
+            if current != Some(i32::from(nice)) {
+                out.push(tid);
+            }
+        }
+    }
+    out
 }
 
 /// A page with console errors and document statuses collected.
