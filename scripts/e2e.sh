@@ -12,8 +12,8 @@
 #  6. restart medic while the app logs 10 more errors: no duplicate ticket, and exactly
 #     those 10 lines read after the restart (none lost, none read twice);
 #  7. tear everything down and check nothing is left.
-# Prints the figures (image sizes, ticket latency, idle RSS and CPU). Run by
-# scripts/test.sh; alone: scripts/e2e.sh
+# Prints the figures (image sizes, ticket latency, idle RSS and CPU).
+#   scripts/e2e.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run_id=$$
@@ -123,7 +123,7 @@ for _ in $(seq 150); do
 done
 n=$(python3 -c "import ast;print(len(ast.literal_eval(open('$stage/tickets.txt').read())))")
 [ "$n" = 1 ] || fail "expected exactly one ticket, got $n: $(cat "$stage/tickets.txt")"
-python3 - "$stage/tickets.txt" "$t0" <<'PY' || fail "ticket check"
+python3 - "$stage/tickets.txt" "$t0" <<'PY' || fail "ticket check: $(cat "$stage/tickets.txt"); first error at $t0 ms"
 import ast, sys
 t = ast.literal_eval(open(sys.argv[1]).read())[0]
 t0 = int(sys.argv[2])

@@ -8,7 +8,7 @@ need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v docker >/dev/null || need_apt+=(docker.io)
-# The end-to-end demo (scripts/e2e.sh) drives the compose file and the demo app with curl.
+# tests/deploy.rs and the end-to-end demo (scripts/e2e.sh, run on its own) use these.
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v curl >/dev/null || need_apt+=(curl)
 # A real Prometheus scrapes medic in tests/api.rs; promtool lints /metrics.
@@ -40,6 +40,3 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo check --no-default-features --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 cargo test --workspace --all-targets --locked
-# Error to ticket on the real engine: static images, compose, QA from the container,
-# restart, teardown.
-scripts/e2e.sh
