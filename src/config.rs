@@ -223,6 +223,25 @@ impl Config {
     }
 }
 
+/// A secret from a file (wins) or an environment variable; `Ok(None)` when neither is set.
+pub fn read_secret(
+    file: Option<&std::path::Path>,
+    env: Option<&str>,
+) -> Result<Option<String>, String> {
+    if let Some(f) = file {
+        let s =
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        return Ok(Some(s.trim_end().to_string()));
+    }
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(v)),
+            _ => Err(format!("environment variable {var} is not set")),
+        };
+    }
+    Ok(None)
+}
+
 /// A configuration error, located.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

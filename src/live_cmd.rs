@@ -101,6 +101,41 @@ fn rule_files(paths: &[PathBuf]) -> BTreeMap<PathBuf, Option<SystemTime>> {
         .collect()
 }
 
+/// Appends incident notifications to the incident log.
+pub struct IncidentLog {
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl IncidentLog {
+    /// Open for appending, creating directories.
+    pub fn open(path: &std::path::Path) -> Result<IncidentLog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(IncidentLog {
+            file: std::sync::Mutex::new(file),
+        })
+    }
+
+    /// Append one notification.
+    pub fn append(&self, inc: &Incident) {
+        let Ok(line) = serde_json::to_string(inc) else {
+            return;
+        };
+        if let Ok(mut f) = self.file.lock()
+            && let Err(e) = writeln!(f, "{line}")
+        {
+            tracing::error!(error = %e, "cannot append to the incident log");
+        }
+    }
+}
+
 /// `medic run`.
 pub fn run(a: RunArgs) -> Result<ExitCode> {
     let mut config = load_config(a.config.as_deref())?;
@@ -120,15 +155,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     Parser::new(&config.parse)?;
     let (store, start) = open_store(&config.state_dir)?;
     let incidents_path = config.incidents_path();
-    if let Some(dir) = incidents_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let incidents = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&incidents_path)
-        .with_context(|| format!("cannot open {}", incidents_path.display()))?;
-    let incidents = Mutex::new(incidents);
+    let incidents = IncidentLog::open(&incidents_path)?;
     let tickets = if config.tickets.enabled {
         Some(Arc::new(
             medic::pipeline::tickets::Tickets::open(
@@ -155,14 +182,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
         .emit();
         tracing::info!(id = %inc.id, state = ?inc.state, service = %inc.key.service, count = inc.count, template = %inc.template, "incident");
-        let Ok(line) = serde_json::to_string(&inc) else {
-            return;
-        };
-        if let Ok(mut f) = incidents.lock()
-            && let Err(e) = writeln!(f, "{line}")
-        {
-            tracing::error!(error = %e, "cannot append to the incident log");
-        }
+        incidents.append(&inc);
     });
 
     let prometheus = medic::telemetry::install_prometheus().map_err(anyhow::Error::msg)?;

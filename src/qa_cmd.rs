@@ -1,8 +1,6 @@
 //! `medic check-flows`, `medic qa run` and `medic qa generate`, and the QA thread of
 //! `medic run`. Part of the binary, like `main.rs`.
 
-#[cfg(feature = "qa")]
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -147,43 +145,6 @@ fn qa_generate(_: QaGenerateArgs) -> Result<ExitCode> {
     bail!("this medic was built without the `qa` feature (browser flows)")
 }
 
-/// Appends incident notifications to the incident log.
-#[cfg(feature = "qa")]
-pub struct IncidentLog {
-    file: std::sync::Mutex<std::fs::File>,
-}
-
-#[cfg(feature = "qa")]
-impl IncidentLog {
-    /// Open for appending, creating directories.
-    pub fn open(path: &std::path::Path) -> Result<IncidentLog> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(IncidentLog {
-            file: std::sync::Mutex::new(file),
-        })
-    }
-
-    /// Append one notification.
-    pub fn append(&self, inc: &Incident) {
-        let Ok(line) = serde_json::to_string(inc) else {
-            return;
-        };
-        if let Ok(mut f) = self.file.lock()
-            && let Err(e) = writeln!(f, "{line}")
-        {
-            tracing::error!(error = %e, "cannot append to the incident log");
-        }
-    }
-}
-
 #[cfg(feature = "qa")]
 fn qa_run(a: QaRunArgs) -> Result<ExitCode> {
     use medic::qa::schedule::{QaPaths, run_once};
@@ -201,7 +162,7 @@ fn qa_run(a: QaRunArgs) -> Result<ExitCode> {
         }
         flows.retain(|f| a.names.contains(&f.flow.name));
     }
-    let log = IncidentLog::open(&config.incidents_path())?;
+    let log = crate::live_cmd::IncidentLog::open(&config.incidents_path())?;
     let tickets = if a.tickets {
         Some(
             medic::pipeline::tickets::Tickets::open(

@@ -90,9 +90,10 @@ impl LlmClient {
     /// Build a client; the key is read from the configured file or variable now, so a
     /// missing secret is a startup error, not a failure at the first incident.
     pub fn new(cfg: &LlmConfig) -> Result<LlmClient, EscalateError> {
-        let key = read_secret(cfg.api_key_file.as_deref(), cfg.api_key_env.as_deref())
-            .map_err(|e| EscalateError::Config(format!("escalate.llm: {e}")))?
-            .unwrap_or_default();
+        let key =
+            crate::config::read_secret(cfg.api_key_file.as_deref(), cfg.api_key_env.as_deref())
+                .map_err(|e| EscalateError::Config(format!("escalate.llm: {e}")))?
+                .unwrap_or_default();
         if cfg.provider == Provider::Anthropic && key.is_empty() {
             return Err(EscalateError::Config(
                 "escalate.llm: the Anthropic API needs a key: set api_key_env or api_key_file"
@@ -441,11 +442,7 @@ pub fn jittered(base: Duration, attempt: u32) -> Duration {
     let step = base
         .saturating_mul(1u32 << attempt.min(16))
         .min(Duration::from_secs(30));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    let frac = (xxhash_rust::xxh3::xxh3_64(&seed.to_le_bytes()) % 1000) as f64 / 1000.0;
-    step.mul_f64(0.5 + frac / 2.0)
+    crate::event::duration::jitter(step)
 }
 
 /// The provider's error message from an error body (`{"error":{"message":...}}` in both
@@ -466,25 +463,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// A secret from a file (wins) or an environment variable; `Ok(None)` when neither is set.
-pub fn read_secret(
-    file: Option<&std::path::Path>,
-    env: Option<&str>,
-) -> Result<Option<String>, String> {
-    if let Some(f) = file {
-        let s =
-            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-        return Ok(Some(s.trim_end().to_string()));
-    }
-    if let Some(var) = env {
-        return match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(format!("environment variable {var} is not set")),
-        };
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -139,9 +139,7 @@ impl Escalator {
         user: &str,
     ) -> Option<Result<String, EscalateError>> {
         let llm = self.llm.as_ref()?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = crate::event::now_ms();
         let admit = || self.budget.lock().is_ok_and(|mut b| b.admit(now));
         let ans = llm.complete(system, user, &admit).await;
         if let Ok(mut b) = self.budget.lock() {

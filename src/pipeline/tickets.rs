@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::escalate::{CacheEntry, EscalateConfig, EscalateError, Escalator};
-use crate::event::{Classified, Escalated, Incident};
+use crate::event::{Classified, Escalated, Incident, now_ms};
 use crate::sink::outbox::{self, Action, Report};
 use crate::sink::{AnySink, Sink, SinkError, Store, TicketsConfig};
 use crate::telemetry::events;
@@ -322,10 +322,4 @@ async fn classify_loop(
             w.notify_one();
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -90,7 +90,7 @@ impl Cron {
         let (minute, hour) = ((rem / 60) % 60, rem / 3600);
         // 1970-01-01 was a Thursday (4).
         let dow = (days + 4).rem_euclid(7);
-        let (_, month, dom) = civil(days);
+        let (_, month, dom) = crate::event::civil_from_days(days);
         let bit = |set: u64, v: i64| set & (1 << v) != 0;
         let day = match (self.dom_any, self.dow_any) {
             (true, true) => true,
@@ -114,19 +114,6 @@ impl Cron {
         }
         None
     }
-}
-
-/// Days since the epoch to (year, month, day).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

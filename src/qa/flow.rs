@@ -239,7 +239,7 @@ impl Step {
         match self {
             Step::Navigate(u) => format!("navigate {u}"),
             Step::Click(s) => format!("click {s}"),
-            Step::Fill(f) => format!("fill {} with {}", f.selector, mask(&f.value)),
+            Step::Fill(f) => format!("fill {} with {}", f.selector, f.value),
             Step::Select(f) => format!("select {} in {}", f.value, f.selector),
             Step::Press(p) => match &p.selector {
                 Some(s) => format!("press {} in {s}", p.key),
@@ -306,12 +306,6 @@ impl Step {
             _ => None,
         }
     }
-}
-
-/// A value with its `${VAR}` references shown and any literal text kept: values that are
-/// entirely literal are shown, since they are in the flow file anyway.
-fn mask(v: &str) -> String {
-    v.to_string()
 }
 
 /// Expand `${VAR}` and `${VAR:-default}` from the environment. An unset variable

@@ -692,12 +692,7 @@ pub fn schedule_root(state_dir: &Path) -> PathBuf {
     state_dir.join("qa")
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::event::now_ms;
 
 /// When a flow is next due after `last_ms` (its last start; 0 if never run): `every`
 /// plus up to `jitter`, or the next cron time; a flow with neither runs only on demand.

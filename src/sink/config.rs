@@ -189,25 +189,12 @@ pub struct WebhookConfig {
     pub secret_file: Option<PathBuf>,
 }
 
-/// A secret from a file (wins) or an environment variable.
+/// A secret for a sink, with the setting named in the error.
 pub(crate) fn secret(
     what: &str,
     file: Option<&std::path::Path>,
     env: Option<&str>,
 ) -> Result<Option<String>, super::SinkError> {
-    if let Some(f) = file {
-        let s = std::fs::read_to_string(f).map_err(|e| {
-            super::SinkError::Config(format!("{what}: cannot read {}: {e}", f.display()))
-        })?;
-        return Ok(Some(s.trim_end().to_string()));
-    }
-    if let Some(var) = env {
-        return match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(super::SinkError::Config(format!(
-                "{what}: environment variable {var} is not set"
-            ))),
-        };
-    }
-    Ok(None)
+    crate::config::read_secret(file, env)
+        .map_err(|e| super::SinkError::Config(format!("{what}: {e}")))
 }

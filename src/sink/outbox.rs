@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::render::{note_body, ticket_body};
 use super::store::{OutboxRow, SinkRef, Store};
 use super::{AnySink, NewTicket, Note, Sink, SinkError, TicketRef, TicketStatus, TicketsConfig};
-use crate::event::{Escalated, IncidentState};
+use crate::event::{Escalated, IncidentState, now_ms};
 
 /// What a delivery did, for metrics and the outbox's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,15 +265,5 @@ pub fn backoff(cfg: &TicketsConfig, attempt: u32) -> Duration {
         .retry_initial
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
         .min(cfg.retry_max);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    let frac = (xxhash_rust::xxh3::xxh3_64(&seed.to_le_bytes()) % 1000) as f64 / 1000.0;
-    step.mul_f64(0.5 + frac / 2.0)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::event::duration::jitter(step)
 }

@@ -112,16 +112,6 @@ impl Body {
         }
         json!({"type": "doc", "version": 1, "content": content})
     }
-
-    /// Plain text of every block, for searching.
-    pub fn contains(&self, needle: &str) -> bool {
-        self.0.iter().any(|b| match b {
-            Block::Heading(s) | Block::Para(s) | Block::Code(s) => s.contains(needle),
-            Block::Facts(f) => f
-                .iter()
-                .any(|(k, v)| k.contains(needle) || v.contains(needle)),
-        })
-    }
 }
 
 fn time(ms: u64) -> String {

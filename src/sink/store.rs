@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{NewTicket, Note, Sink, SinkError, TicketRef, TicketStatus};
-use crate::event::{Escalated, Incident};
+use crate::event::{Escalated, Incident, now_ms};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tickets (
@@ -188,12 +188,6 @@ pub struct OutboxDepth {
 pub struct Store {
     conn: Mutex<Connection>,
     prefix: String,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn status_of(s: &str) -> TicketStatus {
