@@ -153,6 +153,8 @@ fn qa_run(a: QaRunArgs) -> Result<ExitCode> {
     if let Some(d) = &a.state_dir {
         config.state_dir = d.clone();
     }
+    // Run on demand, the flows are the job: they run at normal priority, now.
+    config.qa.idle = false;
     let mut flows = flow_files(&a.flows, &config.qa.flows)?;
     if !a.names.is_empty() {
         for n in &a.names {
@@ -243,7 +245,8 @@ fn qa_run(a: QaRunArgs) -> Result<ExitCode> {
 fn qa_generate(a: QaGenerateArgs) -> Result<ExitCode> {
     use medic::qa::generate;
 
-    let config = load_config(a.config.as_deref())?;
+    let mut config = load_config(a.config.as_deref())?;
+    config.qa.idle = false;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -350,6 +353,12 @@ pub fn spawn_scheduler(
     let thread = std::thread::Builder::new()
         .name("medic-qa".into())
         .spawn(move || {
+            // Before the runtime, so its blocking threads and every browser inherit it.
+            if cfg.idle
+                && let Err(e) = medic::qa::runner::make_current_thread_idle()
+            {
+                tracing::warn!(error = %e, "cannot put QA under SCHED_IDLE; it runs at normal priority");
+            }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

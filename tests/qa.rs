@@ -511,8 +511,9 @@ fn medic_run_schedules_flows_and_reports_them() {
     let port = free_port();
     let flows = root().join("fixtures/demo-app/flows/checkout.yaml");
     let log = tempfile::NamedTempFile::new().expect("log");
+    // Other tests may keep this host's CPUs busy: this one runs without waiting for calm.
     let env = Env::new(&format!(
-        "  flows: [{}]\napi: {{ listen: \"127.0.0.1:{port}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
+        "  busy_cpu: 1\n  flows: [{}]\napi: {{ listen: \"127.0.0.1:{port}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
         flows.display(),
         log.path().display()
     ));
@@ -591,4 +592,73 @@ fn medic_run_schedules_flows_and_reports_them() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_due_run_waits_for_a_busy_host_then_runs_anyway() {
+    let demo = Demo::start("");
+    let port = free_port();
+    let flows = root().join("fixtures/demo-app/flows/home.yaml");
+    let log = tempfile::NamedTempFile::new().expect("log");
+    // busy_cpu 0: the host always counts as busy, so the run waits its full max_defer.
+    let env = Env::new(&format!(
+        "  busy_cpu: 0\n  max_defer: 4s\n  flows: [{}]\napi: {{ listen: \"127.0.0.1:{port}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
+        flows.display(),
+        log.path().display()
+    ));
+    let started = Instant::now();
+    let child = Command::new(MEDIC)
+        .args(["run", "--config"])
+        .arg(env.config())
+        .env("DEMO_APP_URL", demo.url())
+        .env_remove("MEDIC_API_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("medic run");
+    let _medic = Killed(child);
+    let qa = || -> Option<Value> {
+        let (s, b) = http(port, "GET", "/api/status")?;
+        (s == 200)
+            .then(|| serde_json::from_slice::<Value>(&b).ok())
+            .flatten()
+            .map(|v| v["modules"][2].clone())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        if let Some(q) = qa()
+            && q["deferred"].as_u64() == Some(1)
+        {
+            break q;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the due run never waited: {:?}",
+            qa()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(waiting["runs"], 0, "{waiting}");
+    assert!(
+        waiting["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("home is due; waiting while the host CPUs are")),
+        "{waiting}"
+    );
+    let done = loop {
+        if let Some(q) = qa()
+            && q["runs"].as_u64().unwrap_or(0) >= 1
+        {
+            break q;
+        }
+        assert!(Instant::now() < deadline, "the run never ran: {:?}", qa());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["failures"], 0, "{done}");
+    assert_eq!(done["deferred"], 1, "one wait, however many checks: {done}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "ran before max_defer: {:?}",
+        started.elapsed()
+    );
 }

@@ -560,6 +560,14 @@ async fn status(State(state): State<ApiState>) -> Response {
                 ("error", format!("cannot run flows: {e}"))
             } else if let Some(f) = &v.running {
                 ("active", format!("running {f}"))
+            } else if let Some((f, busy)) = &v.deferring {
+                (
+                    "active",
+                    format!(
+                        "{f} is due; waiting while the host CPUs are {:.0}% busy",
+                        busy * 100.0
+                    ),
+                )
             } else if !v.failing.is_empty() {
                 (
                     "active",
@@ -578,7 +586,7 @@ async fn status(State(state): State<ApiState>) -> Response {
             serde_json::json!({
                 "name": "qa", "state": st, "detail": detail, "flows": v.flows,
                 "runs": v.runs, "failures": v.failures, "last_run_ms": v.last_run_ms,
-                "failing": v.failing,
+                "failing": v.failing, "deferred": v.deferred,
             })
         }
     };

@@ -47,9 +47,17 @@ pub struct QaConfig {
     pub viewport: (u32, u32),
     /// Runs whose artifacts are kept per flow.
     pub keep_runs: usize,
-    /// CPU niceness of the browser and all its processes (0 to 19; 0 leaves it as is), so
-    /// a flow never takes CPU from the log pipeline when both want it.
-    pub nice: u8,
+    /// Run scheduled QA (the scheduler thread, the browser and every process it starts)
+    /// under Linux's `SCHED_IDLE` policy, so a flow only gets CPU the log pipeline leaves
+    /// free. `medic qa run` and `medic qa generate` run at normal priority.
+    pub idle: bool,
+    /// A due run waits while the host's CPUs are at least this busy (0 to 1; 1 never
+    /// waits), so a browser never starts while the log pipeline needs the machine; a run
+    /// that fails while the host was this busy does not count and is tried again.
+    pub busy_cpu: f64,
+    /// The longest a due run waits for the host to calm down; then it runs anyway.
+    #[serde(with = "duration")]
+    pub max_defer: Duration,
 }
 
 impl Default for QaConfig {
@@ -62,7 +70,9 @@ impl Default for QaConfig {
             jitter: Duration::from_secs(30),
             viewport: (1280, 800),
             keep_runs: 20,
-            nice: 10,
+            idle: true,
+            busy_cpu: 0.8,
+            max_defer: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -620,6 +630,11 @@ pub struct QaStatusView {
     pub flows: Vec<String>,
     /// The flow running now.
     pub running: Option<String>,
+    /// The flow whose due run waits for a busy host, and how busy it was (0 to 1).
+    pub deferring: Option<(String, f64)>,
+    /// Due runs that waited for a busy host (before starting, or because a busy host
+    /// starved a failed run, which then did not count).
+    pub deferred: u64,
     /// Runs since start.
     pub runs: u64,
     /// Failed runs since start.
@@ -653,6 +668,15 @@ impl QaStatus {
     pub fn started(&self, flow: &str) {
         if let Ok(mut s) = self.inner.lock() {
             s.running = Some(flow.to_string());
+            s.deferring = None;
+        }
+    }
+
+    /// A due run waits because the host is `busy` (0 to 1); `first` if it just began.
+    pub fn deferring(&self, flow: &str, busy: f64, first: bool) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.deferring = Some((flow.to_string(), busy));
+            s.deferred += u64::from(first);
         }
     }
 

@@ -88,7 +88,6 @@ pub async fn run_flow(ff: &FlowFile, cfg: &QaConfig, artifacts_root: &Path) -> F
 pub(crate) struct Session {
     pub(crate) browser: Browser,
     driver: tokio::task::JoinHandle<()>,
-    nicer: Option<tokio::task::JoinHandle<()>>,
     _profile: tempfile::TempDir,
 }
 
@@ -106,27 +105,8 @@ impl Session {
                 cfg.chromium.display()
             ));
         }
-        // Niceness is inherited by every process the browser starts (zygote, renderers,
-        // GPU), so it is set on the executable through a wrapper rather than afterwards.
-        let executable = if cfg.nice > 0 {
-            let w = profile.path().join("chromium-nice");
-            let script = format!(
-                "#!/bin/sh\nexec nice -n {} '{}' \"$@\"\n",
-                cfg.nice.min(19),
-                cfg.chromium.display().to_string().replace('\'', "")
-            );
-            std::fs::write(&w, script)
-                .and_then(|_| {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755))
-                })
-                .map_err(|e| format!("cannot write the browser wrapper: {e}"))?;
-            w
-        } else {
-            cfg.chromium.clone()
-        };
         let config = BrowserConfig::builder()
-            .chrome_executable(&executable)
+            .chrome_executable(&cfg.chromium)
             .user_data_dir(profile.path())
             .no_sandbox()
             .args(FLAGS.iter().copied())
@@ -140,18 +120,13 @@ impl Session {
             .request_timeout(cfg.step_timeout.max(Duration::from_secs(5)))
             .build()
             .map_err(|e| format!("browser settings: {e}"))?;
-        let (mut browser, mut handler) = Browser::launch(config)
+        let (browser, mut handler) = Browser::launch(config)
             .await
             .map_err(|e| format!("cannot start the browser {}: {e}", cfg.chromium.display()))?;
         let driver = tokio::spawn(async move { while handler.next().await.is_some() {} });
-        let pid = browser.get_mut_child().and_then(|c| c.inner.id());
-        let nicer = pid
-            .filter(|_| cfg.nice > 0)
-            .map(|pid| tokio::spawn(keep_nice(pid, cfg.nice.min(19))));
         Ok(Session {
             browser,
             driver,
-            nicer,
             _profile: profile,
         })
     }
@@ -166,80 +141,42 @@ impl Session {
             let _ = self.browser.kill().await;
         }
         self.driver.abort();
-        if let Some(n) = self.nicer {
-            n.abort();
-        }
     }
 }
 
-/// Keep every thread of the browser's process tree at `nice` while it runs. Chromium
-/// running as root raises its own priorities (its browser process ends up below 0 even
-/// when started with `nice`), and niceness is per thread on Linux, so new processes and
-/// threads are caught every 200 ms.
-async fn keep_nice(pid: u32, nice: u8) {
-    loop {
-        let stale = tokio::task::spawn_blocking(move || threads_not_at(pid, nice))
-            .await
-            .unwrap_or_default();
-        if !stale.is_empty() {
-            let mut cmd = std::process::Command::new("renice");
-            cmd.args(["-n", &nice.to_string(), "-p"])
-                .args(stale.iter().map(u32::to_string))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            let _ = tokio::task::spawn_blocking(move || cmd.status()).await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// The Linux scheduling policy that only runs a thread when no other thread wants the
+/// CPU. Lowering one's own policy needs no privilege.
+const SCHED_IDLE: i32 = 5;
+/// The capability to raise priorities, `CAP_SYS_NICE`.
+const CAP_SYS_NICE: libc::c_ulong = 23;
+
+/// Put the calling thread under `SCHED_IDLE`, for good: threads and processes it starts
+/// inherit the policy, and lose the capability to leave it. Chromium running as root
+/// otherwise puts its own threads back to normal policy at nice -8, ahead of the log
+/// pipeline. Capability bounding sets are per thread, so the rest of medic keeps its own.
+pub fn make_current_thread_idle() -> std::io::Result<()> {
+    // Without CAP_SETPCAP the drop fails; a process that lacks it rarely has CAP_SYS_NICE
+    // to lose, so that is not an error.
+    #[allow(unsafe_code)]
+    // SAFETY: prctl with PR_CAPBSET_DROP takes a capability number and no pointers.
+    let dropped = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0) } == 0;
+    if !dropped {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "CAP_SYS_NICE stays in QA's bounding set");
     }
+    set_idle(0)
 }
 
-/// Thread ids in the process tree under `root` whose niceness is not `nice`.
-fn threads_not_at(root: u32, nice: u8) -> Vec<u32> {
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let stat = |path: &std::path::Path| -> Option<Vec<String>> {
-        let s = std::fs::read_to_string(path).ok()?;
-        let rest = s.get(s.rfind(')')? + 2..)?;
-        Some(rest.split_whitespace().map(String::from).collect())
-    };
-    // (pid, ppid) of every process; ppid is field 4, index 1 after the name.
-    let mut parent = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if let Some(ppid) = stat(&e.path().join("stat"))
-                .and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
-            {
-                parent.push((pid, ppid));
-            }
-        }
+#[allow(unsafe_code)]
+fn set_idle(tid: u32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    let tid = libc::pid_t::try_from(tid).map_err(std::io::Error::other)?;
+    // SAFETY: `param` is a valid sched_param that outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(tid, SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let p = tree[i];
-        tree.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    let mut out = Vec::new();
-    for p in tree {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for t in tasks.flatten() {
-            let Ok(tid) = t.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            // Nice is field 19, index 16 after the name.
-            let current = stat(&t.path().join("stat"))
-                .and_then(|f| f.get(16).and_then(|n| n.parse::<i32>().ok()));
-            if current != Some(i32::from(nice)) {
-                out.push(tid);
-            }
-        }
-    }
-    out
 }
 
 /// A page with console errors and document statuses collected.
@@ -756,4 +693,68 @@ async fn save_failure(page: &Page, artifacts: &Path, run: &mut FlowRun) {
         }
     }
     run.url = page.url().await.ok().flatten();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(path: &str) -> Option<i32> {
+        let s = std::fs::read_to_string(path).ok()?;
+        s[s.rfind(')')? + 2..]
+            .split_whitespace()
+            .nth(38)?
+            .parse()
+            .ok()
+    }
+
+    /// Whether a child process of the calling thread can move itself back to the normal
+    /// policy, and the policy it started with.
+    fn child_escapes() -> (bool, Option<i32>) {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import os\nprint(open('/proc/self/stat').read().rsplit(')',1)[1].split()[38])\n\
+                 try:\n    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)); print('escaped')\n\
+                 except PermissionError:\n    print('stayed')",
+            ])
+            .output()
+            .expect("python3");
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = out.lines();
+        let policy = lines.next().and_then(|p| p.parse().ok());
+        (lines.next() == Some("escaped"), policy)
+    }
+
+    #[test]
+    fn an_idle_thread_and_the_processes_it_starts_stay_idle() {
+        let (before, after, child) = std::thread::spawn(|| {
+            let before = policy("/proc/thread-self/stat");
+            make_current_thread_idle().expect("SCHED_IDLE needs no privilege");
+            let after = policy("/proc/thread-self/stat");
+            (before, after, child_escapes())
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(before, Some(0), "SCHED_OTHER to start with");
+        assert_eq!(after, Some(SCHED_IDLE));
+        assert_eq!(child, (false, Some(SCHED_IDLE)), "inherited, and kept");
+    }
+
+    #[test]
+    fn without_the_capability_drop_a_root_child_leaves_idle() {
+        // The control for the test above: it is the dropped capability that keeps a
+        // child idle. A child of root escapes without the drop; one of another user
+        // never had the capability.
+        #[allow(unsafe_code)]
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let escaped = std::thread::spawn(|| {
+            set_idle(0).expect("idle");
+            child_escapes()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(escaped, (root, Some(SCHED_IDLE)));
+    }
 }

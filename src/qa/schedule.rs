@@ -46,9 +46,21 @@ pub async fn run_once(
     paths: &QaPaths,
 ) -> (FlowRun, Vec<Incident>) {
     let run = super::runner::run_flow(ff, cfg, &paths.artifacts()).await;
+    let incidents = record(&run, ff, cfg, state, paths);
+    (run, incidents)
+}
+
+/// Record a finished run in the QA state: returns the incident notifications.
+fn record(
+    run: &FlowRun,
+    ff: &FlowFile,
+    cfg: &QaConfig,
+    state: &Mutex<QaState>,
+    paths: &QaPaths,
+) -> Vec<Incident> {
     let incidents = match state.lock() {
         Ok(mut s) => {
-            let inc = s.record(&run, ff, &paths.link);
+            let inc = s.record(run, ff, &paths.link);
             if let Err(e) = s.save() {
                 tracing::error!(error = %e, "cannot save the QA state");
             }
@@ -57,7 +69,55 @@ pub async fn run_once(
         Err(_) => Vec::new(),
     };
     prune(&paths.artifacts(), cfg.keep_runs);
-    (run, incidents)
+    incidents
+}
+
+/// How often a deferred run looks at the host's load again.
+const DEFER_CHECK: Duration = Duration::from_secs(5);
+
+/// Show `flow` waiting for a host `busy` (0 to 1), then wait a while.
+async fn wait_for_calm(
+    status: &QaStatus,
+    flow: &str,
+    busy: f64,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let first = status.view().deferring.is_none_or(|(f, _)| f != flow);
+    status.deferring(flow, busy, first);
+    tokio::select! {
+        _ = tokio::time::sleep(DEFER_CHECK) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// The share of all CPUs' time (0 to 1) spent busy over `over`, from `/proc/stat`; none
+/// where that cannot be read.
+pub async fn cpu_busy(over: Duration) -> Option<f64> {
+    let a = cpu_times();
+    tokio::time::sleep(over).await;
+    busy_between(a, cpu_times())
+}
+
+/// The busy share between two [`cpu_times`] readings.
+fn busy_between(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    let total = b.0.checked_sub(a.0)?;
+    let idle = b.1.checked_sub(a.1)?;
+    (total > 0).then(|| 1.0 - idle as f64 / total as f64)
+}
+
+/// (all, idle + iowait) jiffies since boot, summed over CPUs.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total = v.iter().take(8).sum();
+    Some((total, v.get(3)? + v.get(4).copied().unwrap_or(0)))
 }
 
 /// Run every flow on its schedule until `stop` turns true. One flow runs at a time (one
@@ -106,9 +166,33 @@ pub async fn schedule(
             continue;
         }
         let ff = &flows[i];
+        // The log pipeline comes first: a due run waits while the host is busy, checking
+        // every few seconds, and runs anyway once it has waited `max_defer`.
+        let may_wait =
+            cfg.busy_cpu < 1.0 && now_ms().saturating_sub(at) < cfg.max_defer.as_millis() as u64;
+        if may_wait {
+            let busy = cpu_busy(Duration::from_secs(1)).await;
+            if let Some(b) = busy.filter(|b| *b >= cfg.busy_cpu) {
+                wait_for_calm(&status, &ff.flow.name, b, &mut stop).await;
+                continue;
+            }
+        }
         status.started(&ff.flow.name);
         let started = now_ms();
-        let (run, incidents) = run_once(ff, &cfg, &state, &paths).await;
+        let before = cpu_times();
+        let run = super::runner::run_flow(ff, &cfg, &paths.artifacts()).await;
+        let busy = busy_between(before, cpu_times());
+        // An idle-priority browser on a host that got busy mid-run fails by timeout,
+        // which says nothing about the site: the run does not count and is tried again.
+        if !run.passed
+            && may_wait
+            && let Some(b) = busy.filter(|b| *b >= cfg.busy_cpu)
+        {
+            let _ = std::fs::remove_dir_all(paths.artifacts().join(&run.run_dir));
+            wait_for_calm(&status, &ff.flow.name, b, &mut stop).await;
+            continue;
+        }
+        let incidents = record(&run, ff, &cfg, &state, &paths);
         for inc in incidents {
             sink(inc);
         }

@@ -151,3 +151,15 @@ fn schedules_every_with_jitter_and_cron() {
     f.cron = None;
     assert_eq!(next_due(&f, 0, j, now), None, "on demand only");
 }
+
+#[test]
+fn host_cpu_busy_share_is_read_from_proc_stat() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("rt");
+    let busy = rt
+        .block_on(super::schedule::cpu_busy(Duration::from_millis(200)))
+        .expect("/proc/stat is readable");
+    assert!((0.0..=1.0).contains(&busy), "{busy}");
+}
