@@ -37,6 +37,15 @@ const BATCH: usize = 4096;
 /// batch per wake-up at the price of at most 5 ms of latency.
 const LINGER: Duration = Duration::from_millis(5);
 
+/// Wakes a worker parked on its channel.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
 /// One line in this many has its stage latencies measured.
 const LATENCY_SAMPLE: u64 = 64;
 
@@ -280,11 +289,13 @@ pub fn run_live(
                 .get_mut(index)
                 .and_then(Option::take)
                 .ok_or_else(|| format!("no receiver for worker {index}"))?;
+            let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
             let mut w = Worker {
                 cfg: &cfg,
                 rules: &rules,
                 shared: &shared,
                 rx,
+                waker,
                 sources: HashMap::new(),
                 reported: Reported::default(),
                 index,
@@ -304,6 +315,8 @@ struct Worker<'a> {
     rules: &'a RulesHandle,
     shared: &'a LiveShared,
     rx: mpsc::Receiver<SourceMsg>,
+    /// Unparks this worker's thread when a record arrives on a dry channel.
+    waker: std::task::Waker,
     sources: HashMap<String, SourceState>,
     reported: Reported,
     index: usize,
@@ -385,7 +398,23 @@ impl Worker<'_> {
             if self.rules.generation() != generation {
                 return Next::Reload;
             }
-            if taken < BATCH {
+            if taken == 0 {
+                // Nothing came: park until a record arrives or the next tick is due, so
+                // an idle sidecar wakes at the tick rate rather than every LINGER. (A
+                // tokio timer would wake twice per tick, at its wheel's slot boundary.)
+                let mut cx = std::task::Context::from_waker(&self.waker);
+                match self.rx.poll_recv(&mut cx) {
+                    std::task::Poll::Ready(Some(msg)) => {
+                        self.handle(msg, core, set, feeder);
+                        // The rest of a burst follows: batch it as below.
+                        std::thread::sleep(LINGER);
+                    }
+                    std::task::Poll::Ready(None) => {}
+                    std::task::Poll::Pending => {
+                        std::thread::park_timeout(TICK.saturating_sub(last_tick.elapsed()));
+                    }
+                }
+            } else if taken < BATCH {
                 std::thread::sleep(LINGER);
             }
         }
