@@ -8,9 +8,12 @@ need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v docker >/dev/null || need_apt+=(docker.io)
-# tests/deploy.rs and the end-to-end demo (scripts/e2e.sh, run on its own) use these.
+# tests/deploy.rs and the end-to-end demo (scripts/e2e.sh, run last) use these.
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v curl >/dev/null || need_apt+=(curl)
+# The images carry this host's CA roots, and their binaries are stripped.
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
+command -v strip >/dev/null || need_apt+=(binutils)
 # A real Prometheus scrapes medic in tests/api.rs; promtool lints /metrics.
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
 # The dashboard test and the QA flows drive headless Chromium over the DevTools protocol.
@@ -40,3 +43,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo check --no-default-features --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 cargo test --workspace --all-targets --locked
+# The end-to-end demo on the real engine: images from static binaries, compose, an error
+# becoming a ticket, QA from the medic container, a restart, and a clean teardown.
+scripts/e2e.sh
