@@ -505,15 +505,21 @@ fn generated_flows_check_and_pass_on_the_healthy_app() {
     );
 }
 
-#[test]
-fn medic_run_schedules_flows_and_reports_them() {
-    let demo = Demo::start("checkout_500");
+/// `medic run` with `qa_settings` (lines under `qa:`) scheduling `flow` against `demo`
+/// and reading an empty log file; its API is on the returned port.
+struct Scheduled {
+    _medic: Killed,
+    port: u16,
+    _env: Env,
+    _log: tempfile::NamedTempFile,
+}
+
+fn medic_run_with_flow(demo: &Demo, flow: &str, qa_settings: &str) -> Scheduled {
     let port = free_port();
-    let flows = root().join("fixtures/demo-app/flows/checkout.yaml");
+    let flows = root().join("fixtures/demo-app/flows").join(flow);
     let log = tempfile::NamedTempFile::new().expect("log");
-    // Other tests may keep this host's CPUs busy: this one runs without waiting for calm.
     let env = Env::new(&format!(
-        "  busy_cpu: 1\n  flows: [{}]\napi: {{ listen: \"127.0.0.1:{port}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
+        "{qa_settings}  flows: [{}]\napi: {{ listen: \"127.0.0.1:{port}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
         flows.display(),
         log.path().display()
     ));
@@ -526,7 +532,20 @@ fn medic_run_schedules_flows_and_reports_them() {
         .stderr(Stdio::null())
         .spawn()
         .expect("medic run");
-    let _medic = Killed(child);
+    Scheduled {
+        _medic: Killed(child),
+        port,
+        _env: env,
+        _log: log,
+    }
+}
+
+#[test]
+fn medic_run_schedules_flows_and_reports_them() {
+    let demo = Demo::start("checkout_500");
+    // Other tests may keep this host's CPUs busy: this one runs without waiting for calm.
+    let medic = medic_run_with_flow(&demo, "checkout.yaml", "  busy_cpu: 1\n");
+    let port = medic.port;
     let get = |path: &str| -> Option<Value> {
         let (s, b) = http(port, "GET", path)?;
         (s == 200)
@@ -597,26 +616,10 @@ fn medic_run_schedules_flows_and_reports_them() {
 #[test]
 fn a_due_run_waits_for_a_busy_host_then_runs_anyway() {
     let demo = Demo::start("");
-    let port = free_port();
-    let flows = root().join("fixtures/demo-app/flows/home.yaml");
-    let log = tempfile::NamedTempFile::new().expect("log");
-    // busy_cpu 0: the host always counts as busy, so the run waits its full max_defer.
-    let env = Env::new(&format!(
-        "  busy_cpu: 0\n  max_defer: 4s\n  flows: [{}]\napi: {{ listen: \"127.0.0.1:{port}\" }}\nsources:\n  docker: {{ enabled: false }}\n  files: [{{ path: {} }}]\n",
-        flows.display(),
-        log.path().display()
-    ));
     let started = Instant::now();
-    let child = Command::new(MEDIC)
-        .args(["run", "--config"])
-        .arg(env.config())
-        .env("DEMO_APP_URL", demo.url())
-        .env_remove("MEDIC_API_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("medic run");
-    let _medic = Killed(child);
+    // busy_cpu 0: the host always counts as busy, so the run waits its full max_defer.
+    let medic = medic_run_with_flow(&demo, "home.yaml", "  busy_cpu: 0\n  max_defer: 4s\n");
+    let port = medic.port;
     let qa = || -> Option<Value> {
         let (s, b) = http(port, "GET", "/api/status")?;
         (s == 200)
