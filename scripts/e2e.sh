@@ -12,8 +12,8 @@
 #  6. restart medic while the app logs 10 more errors: no duplicate ticket, and exactly
 #     those 10 lines read after the restart (none lost, none read twice);
 #  7. tear everything down and check nothing is left.
-# Prints the figures (image sizes, ticket latency, idle RSS and CPU).
-#   scripts/e2e.sh
+# Prints the figures (image sizes, ticket latency, idle RSS and CPU). Run last by
+# scripts/test.sh; alone: scripts/e2e.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run_id=$$

@@ -153,8 +153,6 @@ fn qa_run(a: QaRunArgs) -> Result<ExitCode> {
     if let Some(d) = &a.state_dir {
         config.state_dir = d.clone();
     }
-    // Run on demand, the flows are the job: they run at normal priority, now.
-    config.qa.idle = false;
     let mut flows = flow_files(&a.flows, &config.qa.flows)?;
     if !a.names.is_empty() {
         for n in &a.names {
@@ -245,8 +243,7 @@ fn qa_run(a: QaRunArgs) -> Result<ExitCode> {
 fn qa_generate(a: QaGenerateArgs) -> Result<ExitCode> {
     use medic::qa::generate;
 
-    let mut config = load_config(a.config.as_deref())?;
-    config.qa.idle = false;
+    let config = load_config(a.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -672,11 +672,13 @@ impl QaStatus {
         }
     }
 
-    /// A due run waits because the host is `busy` (0 to 1); `first` if it just began.
-    pub fn deferring(&self, flow: &str, busy: f64, first: bool) {
+    /// A due run waits because the host is `busy` (0 to 1); counted once per wait.
+    pub fn deferring(&self, flow: &str, busy: f64) {
         if let Ok(mut s) = self.inner.lock() {
+            if s.deferring.as_ref().is_none_or(|(f, _)| f != flow) {
+                s.deferred += 1;
+            }
             s.deferring = Some((flow.to_string(), busy));
-            s.deferred += u64::from(first);
         }
     }
 

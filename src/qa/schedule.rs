@@ -82,8 +82,7 @@ async fn wait_for_calm(
     busy: f64,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) {
-    let first = status.view().deferring.is_none_or(|(f, _)| f != flow);
-    status.deferring(flow, busy, first);
+    status.deferring(flow, busy);
     tokio::select! {
         _ = tokio::time::sleep(DEFER_CHECK) => {}
         _ = stop.changed() => {}
