@@ -18,6 +18,12 @@ use medic::pipeline::{Core, ReplayConfig};
 mod live_cmd;
 mod qa_cmd;
 
+// The pipeline allocates per hit and per incident, from several threads; glibc's allocator
+// spent about 7% of replay time consolidating and unlinking chunks, mimalloc's thread-local
+// free lists do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(ClapParser)]
 #[command(
     name = "medic",
