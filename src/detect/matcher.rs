@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 use super::rules::{LoadedFile, Rule, RuleError, Selector};
+use super::scan::Scanner;
 use crate::event::{Detection, Event, Level, Origin, RuleIdx, Severity};
 
 /// At most this many `all` literals per matcher: their hits are tracked in a u64 mask.
@@ -61,7 +61,7 @@ struct Use {
 pub struct RuleSet {
     files: Vec<LoadedFile>,
     rules: Vec<CompiledRule>,
-    automaton: Option<AhoCorasick>,
+    automaton: Option<Scanner>,
     uses: Vec<Vec<Use>>,
     /// Rules with no literal requirement: evaluated on every event.
     always: Vec<RuleIdx>,
@@ -251,19 +251,7 @@ impl RuleSet {
         let automaton = if literals.is_empty() {
             None
         } else {
-            let built = AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&literals)
-                .or_else(|_| {
-                    // A DFA can exceed its size limit with very many literals; the
-                    // contiguous NFA has no such limit and is still one automaton.
-                    AhoCorasick::builder()
-                        .ascii_case_insensitive(true)
-                        .match_kind(MatchKind::Standard)
-                        .build(&literals)
-                });
+            let built = Scanner::build(&literals);
             match built {
                 Ok(a) => Some(a),
                 Err(e) => {
@@ -408,22 +396,28 @@ impl<'r> Detector<'r> {
         self.touched.clear();
         let text = ev.text.as_bytes();
         if let Some(ac) = &self.set.automaton {
-            for m in ac.find_overlapping_iter(text) {
-                let span = &text[m.start()..m.end()];
-                for u in &self.set.uses[m.pattern().as_usize()] {
+            let (uses, hits, touched, stamp) = (
+                &self.set.uses,
+                &mut self.hits,
+                &mut self.touched,
+                self.stamp,
+            );
+            ac.for_each(text, |pattern, start, end| {
+                let span = &text[start..end];
+                for u in &uses[pattern] {
                     if u.exact.as_deref().is_some_and(|e| e != span) {
                         continue;
                     }
-                    if u.whole_word && !is_whole_word(text, m.start(), m.end()) {
+                    if u.whole_word && !is_whole_word(text, start, end) {
                         continue;
                     }
-                    let h = &mut self.hits[u.rule as usize];
-                    if h.stamp != self.stamp {
+                    let h = &mut hits[u.rule as usize];
+                    if h.stamp != stamp {
                         *h = Hits {
-                            stamp: self.stamp,
+                            stamp,
                             ..Hits::default()
                         };
-                        self.touched.push(u.rule);
+                        touched.push(u.rule);
                     }
                     match u.role {
                         Role::Any => h.any = true,
@@ -431,7 +425,7 @@ impl<'r> Detector<'r> {
                         Role::Exclude => h.excluded = true,
                     }
                 }
-            }
+            });
         }
         for &r in self.touched.iter().chain(&self.set.always) {
             let rule = &self.set.rules[r as usize];

@@ -9,6 +9,7 @@
 pub mod check;
 mod matcher;
 pub mod rules;
+mod scan;
 #[cfg(test)]
 mod tests;
 
