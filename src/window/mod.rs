@@ -111,7 +111,12 @@ impl Feeder<'_> {
     /// Feed one hit.
     pub fn push(&mut self, mut hit: Hit) {
         let t = hit.time_ms;
-        let first = *self.source_start.entry(hit.source.clone()).or_insert(t);
+        // Look up before inserting: the source is almost always known, and `entry` would
+        // clone its name for every hit.
+        let first = match self.source_start.get(&hit.source) {
+            Some(&first) => first,
+            None => *self.source_start.entry(hit.source.clone()).or_insert(t),
+        };
         let new_fingerprint = hit.new_template && t.saturating_sub(first) >= self.warmup;
         let watermark = *self.hits.time();
         let late = t < watermark;
@@ -245,7 +250,10 @@ where
                             // event-time order (notices first at equal times).
                             let upto = frontier.unwrap_or(u64::MAX);
                             inbox.sort_by_key(|n| n.time);
-                            buffer.sort_by_key(|r| (r.time, r.seq));
+                            // Unstable: no scratch allocation, and (time, seq) ties
+                            // come only from different workers, whose arrival order is
+                            // arbitrary anyway.
+                            buffer.sort_unstable_by_key(|r| (r.time, r.seq));
                             let ready_n = inbox.partition_point(|n| n.time < upto);
                             let ready_r = buffer.partition_point(|r| r.time < upto);
                             let mut notes = inbox.drain(..ready_n).peekable();
