@@ -28,6 +28,11 @@ use crate::window::{self, WindowConfig, WindowError};
 /// Lines per block when several workers share one input ([`Core::run_share`]).
 pub const SHARE_BLOCK_LINES: u64 = 256;
 
+/// How far, in event time, one replay worker may run ahead of the slowest: what is ahead
+/// waits in the window stage's buffers, so this bounds them (a minute of a busy log is a few
+/// MiB of hits).
+const REPLAY_MAX_LEAD_MS: u64 = 60_000;
+
 /// Which stages to run; lets the benchmark time each stage by difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Depth {
@@ -461,6 +466,7 @@ pub fn replay(
     let stats = window::run(
         &cfg.window,
         move |feeder| {
+            feeder.bound_lead(REPLAY_MAX_LEAD_MS);
             let (index, peers) = feeder.shard();
             let rules = Arc::clone(&rules);
             let mut core = Core::new(&stage_cfg.parse, stage_cfg.miner.clone(), &rules)

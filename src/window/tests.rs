@@ -410,3 +410,56 @@ fn late_records_are_counted_and_kept() {
     assert_eq!(last.count, 610, "late records are counted, not lost");
     assert_eq!(last.late, 10);
 }
+
+#[test]
+fn a_bounded_worker_waits_for_the_slowest_instead_of_buffering_ahead() {
+    use std::sync::atomic::AtomicBool;
+    let c = WindowConfig {
+        workers: 2,
+        ..cfg()
+    };
+    let lateness = c.allowed_lateness.as_millis() as u64;
+    let lead = 60 * S;
+    let pushed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let (pushed2, done2, seen2) = (Arc::clone(&pushed), Arc::clone(&done), Arc::clone(&seen));
+    let stats = run(
+        &c,
+        move |f| {
+            f.bound_lead(lead);
+            if f.shard().0 == 0 {
+                // The fast worker: 2,000 s of event time.
+                for i in 0..20_000u64 {
+                    f.push(hit(i * 100, "api", 1, Severity::High));
+                    pushed2.store(i * 100, Ordering::Relaxed);
+                }
+                done2.store(true, Ordering::Relaxed);
+            } else {
+                // The slow worker has sent nothing yet: its time is still 0. Give the fast
+                // one ample time to run to its end, unless it waits.
+                let start = std::time::Instant::now();
+                while !done2.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(2) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                seen2.store(pushed2.load(Ordering::Relaxed), Ordering::Relaxed);
+                f.push(hit(2_000 * S, "api", 2, Severity::High));
+            }
+            Ok(())
+        },
+        |_| {},
+    )
+    .expect("runs");
+    // The fast worker checks its lead every 256 hits (25.6 s of its time here).
+    let bound = lead + lateness + 256 * 100;
+    let reached = seen.load(Ordering::Relaxed);
+    assert!(
+        reached <= bound,
+        "the fast worker reached {reached} ms while the slow one was at 0 (bound {bound})"
+    );
+    assert!(
+        done.load(Ordering::Relaxed),
+        "it went on once the slow one moved"
+    );
+    assert_eq!(stats.records.load(Ordering::Relaxed), 20_001);
+}
