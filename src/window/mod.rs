@@ -272,9 +272,7 @@ where
                             let upto = frontier.unwrap_or(u64::MAX);
                             inbox.sort_by_key(|n| n.time);
                             // Stable on purpose: the buffer is a sorted run plus what
-                            // just arrived, which a stable sort merges in linear time; an
-                            // unstable sort re-partitions all of it, and with two workers
-                            // on 5M lines that made replay 35% slower.
+                            // just arrived, which a stable sort merges in linear time.
                             buffer.sort_by_key(|r| (r.time, r.seq));
                             let ready_n = inbox.partition_point(|n| n.time < upto);
                             let ready_r = buffer.partition_point(|r| r.time < upto);
