@@ -251,8 +251,7 @@ impl RuleSet {
         let automaton = if literals.is_empty() {
             None
         } else {
-            let built = Scanner::build(&literals);
-            match built {
+            match Scanner::build(&literals) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     errors.push(RuleError {
@@ -395,14 +394,14 @@ impl<'r> Detector<'r> {
         }
         self.touched.clear();
         let text = ev.text.as_bytes();
-        if let Some(ac) = &self.set.automaton {
+        if let Some(scanner) = &self.set.automaton {
             let (uses, hits, touched, stamp) = (
                 &self.set.uses,
                 &mut self.hits,
                 &mut self.touched,
                 self.stamp,
             );
-            ac.for_each(text, |pattern, start, end| {
+            scanner.for_each(text, |pattern, start, end| {
                 let span = &text[start..end];
                 for u in &uses[pattern] {
                     if u.exact.as_deref().is_some_and(|e| e != span) {
