@@ -147,64 +147,109 @@ fn assign<'a>(out: &mut Fields<'a>, key: &str, value: &'a str) {
 /// nanoseconds since the epoch. No allocation, no time-zone database.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
+    rfc3339_rest(b, rfc3339_minute(b)?)
+}
+
+/// Remembers the minute of the last RFC 3339 timestamp: consecutive records of one stream
+/// share it, so the calendar arithmetic runs once a minute rather than once a line.
+#[derive(Debug, Default)]
+pub struct Rfc3339Cache {
+    /// The last valid minute prefix, and its seconds since the epoch.
+    minute: Option<([u8; 16], i64)>,
+}
+
+impl Rfc3339Cache {
+    /// [`parse_rfc3339`], reusing the last timestamp's minute when it is the same.
+    pub fn parse(&mut self, s: &str) -> Option<i64> {
+        let b = s.as_bytes();
+        let prefix = b.first_chunk::<16>()?;
+        let secs = match self.minute {
+            Some((m, secs)) if m == *prefix => secs,
+            _ => {
+                let secs = rfc3339_minute(b)?;
+                self.minute = Some((*prefix, secs));
+                secs
+            }
+        };
+        rfc3339_rest(b, secs)
+    }
+}
+
+/// The decimal number in `b[r]`, if it is all digits.
+fn digits(b: &[u8], r: std::ops::Range<usize>) -> Option<i64> {
+    let mut v = 0i64;
+    for &c in b.get(r)? {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Seconds since the epoch of the minute `YYYY-MM-DDTHH:MM` that starts `b`, before any
+/// offset.
+fn rfc3339_minute(b: &[u8]) -> Option<i64> {
     if b.len() < 19 {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let mut v = 0i64;
-        for &c in b.get(r)? {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(c - b'0');
-        }
-        Some(v)
-    };
     if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
         return None;
     }
-    if b[13] != b':' || b[16] != b':' {
+    if b[13] != b':' {
         return None;
     }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let (y, mo, d) = (digits(b, 0..4)?, digits(b, 5..7)?, digits(b, 8..10)?);
+    let (h, mi) = (digits(b, 11..13)?, digits(b, 14..16)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60)
+}
+
+/// The rest of a timestamp after its minute (`:SS`, a fraction, the offset), added to the
+/// minute's seconds `minute`.
+fn rfc3339_rest(b: &[u8], minute: i64) -> Option<i64> {
+    if b.len() < 19 || b[16] != b':' {
+        return None;
+    }
+    let sec = digits(b, 17..19)?;
+    if sec > 60 {
         return None;
     }
     let mut i = 19;
     let mut nanos = 0i64;
     if i < b.len() && (b[i] == b'.' || b[i] == b',') {
         i += 1;
-        let mut digits = 0;
+        let mut n = 0;
         while i < b.len() && b[i].is_ascii_digit() {
-            if digits < 9 {
+            if n < 9 {
                 nanos = nanos * 10 + i64::from(b[i] - b'0');
-                digits += 1;
+                n += 1;
             }
             i += 1;
         }
-        while digits < 9 {
+        while n < 9 {
             nanos *= 10;
-            digits += 1;
+            n += 1;
         }
     }
     let offset_s = match b.get(i) {
         None => 0,
         Some(b'Z') | Some(b'z') => 0,
         Some(sign @ (b'+' | b'-')) => {
-            let oh = num(i + 1..i + 3)?;
+            let oh = digits(b, i + 1..i + 3)?;
             let om = if b.get(i + 3) == Some(&b':') {
-                num(i + 4..i + 6)?
+                digits(b, i + 4..i + 6)?
             } else {
-                num(i + 3..i + 5)?
+                digits(b, i + 3..i + 5)?
             };
             let off = oh * 3600 + om * 60;
             if *sign == b'+' { off } else { -off }
         }
         Some(_) => return None,
     };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
+    let secs = minute + sec - offset_s;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 

@@ -22,7 +22,7 @@ mod tests;
 use std::borrow::Cow;
 
 pub use config::{Format, MultilineConfig, ParseConfig};
-pub use json::{epoch_to_nanos, parse_rfc3339};
+pub use json::{Rfc3339Cache, epoch_to_nanos, parse_rfc3339};
 pub use logformat::LogFormat;
 
 use crate::event::{Event, Fallback, Stream};
@@ -86,6 +86,7 @@ pub struct Parser {
     inner: JsonParser,
     joiner: Joiner,
     syslog_year: i32,
+    times: Rfc3339Cache,
     stats: ParseStats,
 }
 
@@ -113,6 +114,7 @@ impl Parser {
             inner: JsonParser::default(),
             joiner: Joiner::new(cfg.multiline.clone()),
             syslog_year: cfg.syslog_year.unwrap_or_else(current_year),
+            times: Rfc3339Cache::default(),
             stats: ParseStats::default(),
         })
     }
@@ -223,10 +225,12 @@ impl Parser {
             let year = self.syslog_year;
             let inner = &mut self.inner;
             let stats = &mut self.stats;
+            let times = &mut self.times;
             let decoded = self.outer.with_fields(raw, |f| {
                 if f.is_docker() {
                     stats.docker_records += 1;
-                    Some(decode_docker(f, ev, inner, log_format, year, stats))
+                    let time = f.time.and_then(|t| times.parse(t));
+                    Some(decode_docker(f, time, ev, inner, log_format, year, stats))
                 } else {
                     stats.json_records += 1;
                     fill_app_json(f, raw, ev);
@@ -327,17 +331,18 @@ fn fill_plain(line: &str, ev: &mut Event, log_format: Option<&LogFormat>, year: 
     }
 }
 
-/// A Docker json-file record: stream and time from the record; the `log` content is parsed
-/// again as application JSON or plain text. Returns whether it is a partial line.
+/// A Docker json-file record: stream and time (`docker_time`, already parsed) from the
+/// record; the `log` content is parsed again as application JSON or plain text. Returns
+/// whether it is a partial line.
 fn decode_docker(
     f: &Fields<'_>,
+    docker_time: Option<i64>,
     ev: &mut Event,
     inner: &mut JsonParser,
     log_format: Option<&LogFormat>,
     year: i32,
     stats: &mut ParseStats,
 ) -> bool {
-    let docker_time = f.time.and_then(parse_rfc3339);
     let log = f.log.unwrap_or("");
     let (content, partial) = match log.strip_suffix('\n') {
         Some(c) => (c, false),

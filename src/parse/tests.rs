@@ -347,6 +347,30 @@ fn rfc3339_parsing() {
 }
 
 #[test]
+fn the_minute_cache_parses_exactly_as_the_parser_does() {
+    let mut cache = crate::parse::Rfc3339Cache::default();
+    let stamps = [
+        "2026-01-01T00:00:00.000000001Z",
+        "2026-01-01T00:00:59.5Z",
+        "2026-01-01T00:00:61Z",
+        "2026-01-01T00:00:07+02:00",
+        "2026-01-01T00:00:0xZ",
+        "2026-01-01T00:01:00Z",
+        "2026-13-01T00:01:00Z",
+        "2026-13-01T00:01:00Z",
+        "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0:00Z",
+        "2026-01-01T00:01",
+        "2026-01-01T00:01:00Zjunk",
+        "1970-01-01T00:00:00Z",
+        "1970-01-01T00:00:01Z",
+    ];
+    for s in stamps {
+        assert_eq!(cache.parse(s), parse_rfc3339(s), "{s:?}");
+    }
+    assert_eq!(cache.parse("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+}
+
+#[test]
 fn java_stack_trace_is_one_event() {
     let mut p = parser(ParseConfig::default());
     let evs = events(
