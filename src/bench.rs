@@ -57,8 +57,12 @@ pub struct BenchReport {
     pub templates: usize,
     /// Parse fallbacks, all reasons.
     pub fallbacks: u64,
-    /// Per stage: `read`, `parse`, `detect`, `fingerprint`, `window`.
+    /// Per stage: `read`, `parse`, `detect`, `fingerprint`, `window`. A stage timed by
+    /// difference whose pass was not slower than the one before it (machine noise larger
+    /// than the stage) is left out here and named in `unmeasured`.
     pub stages: std::collections::BTreeMap<&'static str, StageReport>,
+    /// Stages whose time was lost in the noise of the passes; `--repeat` helps.
+    pub unmeasured: Vec<&'static str>,
     /// Distinct incidents found.
     pub incidents: u64,
     /// Incident notifications emitted.
@@ -155,14 +159,22 @@ pub fn run(
         by_workers.insert(w, stage(fastest));
     }
     let mut stages = std::collections::BTreeMap::new();
-    stages.insert("read", stage(best[0]));
-    stages.insert("parse", stage(best[1] - best[0]));
-    stages.insert("detect", stage(best[2] - best[1]));
-    stages.insert("fingerprint", stage(best[3] - best[2]));
+    let mut unmeasured = Vec::new();
+    let mut add = |name: &'static str, secs: f64| {
+        if secs > 0.0 {
+            stages.insert(name, stage(secs));
+        } else {
+            unmeasured.push(name);
+        }
+    };
+    add("read", best[0]);
+    add("parse", best[1] - best[0]);
+    add("detect", best[2] - best[1]);
+    add("fingerprint", best[3] - best[2]);
     // The window stage's cost: the whole pipeline on one worker, less the core alone.
     let end_to_end = by_workers.get(&1).map_or(best[3], |s| s.seconds);
     if by_workers.contains_key(&1) {
-        stages.insert("window", stage(end_to_end - best[3]));
+        add("window", end_to_end - best[3]);
     }
     let total = end_to_end.max(1e-9);
     Ok(BenchReport {
@@ -181,5 +193,6 @@ pub fn run(
         templates,
         fallbacks,
         stages,
+        unmeasured,
     })
 }

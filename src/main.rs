@@ -748,6 +748,12 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
             s.lines_per_sec, s.mib_per_sec, s.seconds
         );
     }
+    for name in &report.unmeasured {
+        println!(
+            "{name:<12} {:>14}  (its pass was no slower than the one before; try --repeat)",
+            "noise"
+        );
+    }
     println!(
         "{:<12} {:>14.0} {:>10.1} {:>9.3}",
         "end-to-end", report.lines_per_sec, report.mib_per_sec, report.seconds
