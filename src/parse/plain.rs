@@ -102,7 +102,8 @@ fn split_levels(line: &str) -> (Option<Level>, &str) {
         }
         let word = &bytes[start..i];
         // `level=error` / `lvl:warn` carry the level after the key.
-        let word = match memchr::memchr2(b'=', b':', word) {
+        // Header words are short: a plain loop beats memchr's setup.
+        let word = match word.iter().position(|&c| c == b'=' || c == b':') {
             Some(eq) if is_level_key(&word[..eq]) => &word[eq + 1..],
             _ => word,
         };
@@ -257,6 +258,13 @@ fn syslog_timestamp(b: &[u8], year: i32) -> Option<i64> {
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
     ];
+    // Most lines start with no month at all: reject them on the first byte.
+    if !matches!(
+        b.first()?,
+        b'J' | b'F' | b'M' | b'A' | b'S' | b'O' | b'N' | b'D'
+    ) {
+        return None;
+    }
     let month = MONTHS.iter().position(|m| b.starts_with(*m))? as i64 + 1;
     let mut i = 3;
     while i < b.len() && b[i] == b' ' {
@@ -271,9 +279,7 @@ fn syslog_timestamp(b: &[u8], year: i32) -> Option<i64> {
         return None;
     }
     let t = b.get(i + 1..i + 9)?;
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        std::str::from_utf8(&t[r]).ok()?.parse().ok()
-    };
+    let num = |r: std::ops::Range<usize>| digits(&t[r]);
     if t[2] != b':' || t[5] != b':' {
         return None;
     }
