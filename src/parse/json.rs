@@ -175,16 +175,19 @@ impl Rfc3339Cache {
     }
 }
 
-/// The decimal number in `b[r]`, if it is all digits.
-fn digits(b: &[u8], r: std::ops::Range<usize>) -> Option<i64> {
-    let mut v = 0i64;
-    for &c in b.get(r)? {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + i64::from(c - b'0');
+/// A short run of ASCII digits (one to four) as a number, without allocating.
+pub(crate) fn digits(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 4 {
+        return None;
     }
-    Some(v)
+    b.iter().try_fold(0i64, |n, c| {
+        c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+    })
+}
+
+/// [`digits`] at `b[r]`.
+fn digits_at(b: &[u8], r: std::ops::Range<usize>) -> Option<i64> {
+    b.get(r).and_then(digits)
 }
 
 /// Seconds since the epoch of the minute `YYYY-MM-DDTHH:MM` that starts `b`, before any
@@ -199,8 +202,12 @@ fn rfc3339_minute(b: &[u8]) -> Option<i64> {
     if b[13] != b':' {
         return None;
     }
-    let (y, mo, d) = (digits(b, 0..4)?, digits(b, 5..7)?, digits(b, 8..10)?);
-    let (h, mi) = (digits(b, 11..13)?, digits(b, 14..16)?);
+    let (y, mo, d) = (
+        digits_at(b, 0..4)?,
+        digits_at(b, 5..7)?,
+        digits_at(b, 8..10)?,
+    );
+    let (h, mi) = (digits_at(b, 11..13)?, digits_at(b, 14..16)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 {
         return None;
     }
@@ -213,7 +220,7 @@ fn rfc3339_rest(b: &[u8], minute: i64) -> Option<i64> {
     if b.len() < 19 || b[16] != b':' {
         return None;
     }
-    let sec = digits(b, 17..19)?;
+    let sec = digits_at(b, 17..19)?;
     if sec > 60 {
         return None;
     }
@@ -238,11 +245,11 @@ fn rfc3339_rest(b: &[u8], minute: i64) -> Option<i64> {
         None => 0,
         Some(b'Z') | Some(b'z') => 0,
         Some(sign @ (b'+' | b'-')) => {
-            let oh = digits(b, i + 1..i + 3)?;
+            let oh = digits_at(b, i + 1..i + 3)?;
             let om = if b.get(i + 3) == Some(&b':') {
-                digits(b, i + 4..i + 6)?
+                digits_at(b, i + 4..i + 6)?
             } else {
-                digits(b, i + 3..i + 5)?
+                digits_at(b, i + 3..i + 5)?
             };
             let off = oh * 3600 + om * 60;
             if *sign == b'+' { off } else { -off }

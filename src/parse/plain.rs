@@ -1,6 +1,7 @@
 //! The plain-text fast path for lines without a configured header format: find the level
 //! word near the start, and where the message begins after it.
 
+use super::json::{days_from_civil, digits};
 use crate::event::Level;
 
 /// How far into a line a level word is looked for. Headers are short; looking further would
@@ -287,18 +288,8 @@ fn syslog_timestamp(b: &[u8], year: i32) -> Option<i64> {
     if h > 23 || m > 59 || s > 60 {
         return None;
     }
-    let days = super::json::days_from_civil(i64::from(year), month, day);
+    let days = days_from_civil(i64::from(year), month, day);
     (days * 86_400 + h * 3600 + m * 60 + s).checked_mul(1_000_000_000)
-}
-
-/// A short run of ASCII digits as a number, without allocating.
-fn digits(b: &[u8]) -> Option<i64> {
-    if b.is_empty() || b.len() > 4 {
-        return None;
-    }
-    b.iter().try_fold(0i64, |n, c| {
-        c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
-    })
 }
 
 fn next_space(b: &[u8], from: usize) -> usize {
