@@ -271,6 +271,14 @@ fn update_comments_wait_out_the_cooldown() {
         3 * 4 - 5,
         "each cooled update is one comment fewer"
     );
+    // The last notifications of every incident cooled, yet the ticket counts them all.
+    for (t, _) in store_tickets(&env) {
+        assert_eq!(
+            t.count, 84,
+            "{}: the count of the latest notification",
+            t.key
+        );
+    }
 }
 
 #[test]

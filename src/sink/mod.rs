@@ -182,6 +182,14 @@ pub trait Sink: Send + Sync {
     /// A ticket by key; `None` if it no longer exists.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<TicketRef>, SinkError>> + Send;
 
+    /// Record the incident's latest count without a comment: an update inside the comment
+    /// cooldown. Trackers with no count field carry counts only in comments, so the
+    /// default does nothing.
+    fn touch(&self, key: &str, count: u64) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = (key, count);
+        async { Ok(()) }
+    }
+
     /// Add a comment (an update: counts, time range, new samples).
     fn comment(&self, key: &str, note: &Note)
     -> impl Future<Output = Result<(), SinkError>> + Send;
@@ -315,6 +323,9 @@ impl Sink for AnySink {
     }
     async fn get(&self, key: &str) -> Result<Option<TicketRef>, SinkError> {
         each!(self, s => s.get(key).await)
+    }
+    async fn touch(&self, key: &str, count: u64) -> Result<(), SinkError> {
+        each!(self, s => s.touch(key, count).await)
     }
     async fn comment(&self, key: &str, note: &Note) -> Result<(), SinkError> {
         each!(self, s => s.comment(key, note).await)

@@ -166,6 +166,9 @@ pub async fn deliver(
                 && local.is_some()
                 && inc.last_seen_ms < last_note.saturating_add(cooldown)
             {
+                // No comment, but the ticket's count stays the incident's: a burst that
+                // outlasted group_wait must not leave the ticket short until the cooldown.
+                sink.touch(&t.key, inc.count).await?;
                 return Ok(Action::Cooldown);
             }
             if maybe_sent && sink.has_note(&t.key, &row.idem).await? {

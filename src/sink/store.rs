@@ -723,6 +723,17 @@ impl Sink for std::sync::Arc<Store> {
         })
     }
 
+    async fn touch(&self, key: &str, count: u64) -> Result<(), SinkError> {
+        // MAX: a retried or reordered touch never lowers the count.
+        self.with(|c| {
+            c.execute(
+                "UPDATE tickets SET count = MAX(count, ?2) WHERE key = ?1",
+                params![key, count as i64],
+            )
+        })
+        .map(|_| ())
+    }
+
     async fn comment(&self, key: &str, note: &Note) -> Result<(), SinkError> {
         self.event(key, "comment", note, None, false)
     }
