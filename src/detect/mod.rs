@@ -10,6 +10,7 @@ pub mod check;
 mod matcher;
 pub mod rules;
 mod scan;
+mod teddy;
 #[cfg(test)]
 mod tests;
 

@@ -8,12 +8,15 @@
 //! CPU runs them ahead. Common words begin many literals' first three bytes (`con`, `loc`,
 //! `sta`), so a position that passes is checked once more on its first four bytes unless a
 //! three-byte literal begins there; about a third of the walks that the three-byte check
-//! alone would start are skipped that way. Skipping a position where no match can start,
-//! from the start state, leaves the start state: the matches found are exactly the
-//! automaton's own.
+//! alone would start are skipped that way. Where the CPU has AVX2, those checks run only
+//! at the positions a vector prefilter ([`super::teddy`]) picks, 32 at a time; elsewhere
+//! they run at every byte. Skipping a position where no match can start, from the start
+//! state, leaves the start state: the matches found are exactly the automaton's own.
 
 use aho_corasick::automaton::Automaton;
 use aho_corasick::{AhoCorasick, Anchored, MatchKind, dfa::DFA};
+
+use super::teddy::Teddy;
 
 /// Bits in each filter: 4 KiB, so the three stay in L1 next to the DFA's start row.
 const FILTER_BITS: usize = 1 << 15;
@@ -36,6 +39,8 @@ pub(crate) enum Scanner {
 /// Hashed bit sets of where literals start; a false positive only costs a walk.
 #[derive(Debug)]
 pub(crate) struct Starts {
+    /// Where the CPU has it, the vector prefilter that picks the positions to test.
+    teddy: Option<Teddy>,
     /// The first three bytes of every literal.
     three: [u64; FILTER_BITS / 64],
     /// The three bytes of every three-byte literal.
@@ -50,6 +55,7 @@ impl Starts {
             return None;
         }
         let mut s = Box::new(Starts {
+            teddy: Teddy::new(literals),
             three: [0; FILTER_BITS / 64],
             short: [0; FILTER_BITS / 64],
             four: [0; FILTER_BITS / 64],
@@ -71,6 +77,29 @@ impl Starts {
     /// registers and took twice the instructions per byte.
     #[inline(never)]
     fn next(&self, hay: &[u8], from: usize) -> Option<usize> {
+        match &self.teddy {
+            Some(t) => t.find(hay, from, |j| self.starts_at(hay, j)),
+            None => self.next_each(hay, from),
+        }
+    }
+
+    /// The exact test of [`Starts::next`] at `j` (which has three bytes).
+    #[inline(always)]
+    fn starts_at(&self, hay: &[u8], j: usize) -> bool {
+        let Some(&[a, b, c]) = hay.get(j..j + 3) else {
+            return false;
+        };
+        let w = u32::from(a) | u32::from(b) << 8 | u32::from(c) << 16;
+        let k = hash(w);
+        test(&self.three, k)
+            && (test(&self.short, k)
+                || hay
+                    .get(j + 3)
+                    .is_some_and(|&d| test(&self.four, hash(w | u32::from(d) << 24))))
+    }
+
+    /// [`Starts::next`] a byte at a time, for CPUs without the vector prefilter.
+    fn next_each(&self, hay: &[u8], from: usize) -> Option<usize> {
         let rest = hay.get(from..)?;
         let (&[a, b], tail) = rest.split_first_chunk::<2>()?;
         // The bytes at j, j + 1 and j + 2, little-endian, rolled one byte per position.
@@ -196,6 +225,23 @@ mod tests {
             .collect()
     }
 
+    /// The same scanner with the byte-at-a-time filter, as on a CPU without the vector one.
+    fn bytewise(s: Scanner) -> Scanner {
+        match s {
+            Scanner::Dfa {
+                dfa,
+                starts: Some(mut st),
+            } => {
+                st.teddy = None;
+                Scanner::Dfa {
+                    dfa,
+                    starts: Some(st),
+                }
+            }
+            other => other,
+        }
+    }
+
     fn scan(s: &Scanner, hay: &[u8]) -> Vec<(usize, usize, usize)> {
         let mut out = Vec::new();
         s.for_each(hay, |p, a, b| out.push((p, a, b)));
@@ -215,8 +261,9 @@ mod tests {
             x ^= x << 17;
             x
         };
+        // Lengths below, at and past the vector filter's 34-byte window.
         (0..3000).map(move |_| {
-            let len = (next() % 40) as usize;
+            let len = (next() % 110) as usize;
             let mut h = Vec::with_capacity(len);
             while h.len() < len {
                 if next() % 5 == 0 {
@@ -258,24 +305,25 @@ mod tests {
             "a.b",
         ]);
         let s = Scanner::build(&literals).expect("scanner");
-        assert!(matches!(
-            &s,
-            Scanner::Dfa {
-                starts: Some(_),
-                ..
-            }
-        ));
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            matches!(&s, Scanner::Dfa { starts: Some(st), .. } if st.teddy.is_some()),
+            "the vector filter is built where the CPU has AVX2"
+        );
+        let each = bytewise(Scanner::build(&literals).expect("scanner"));
         let ac = reference(&literals);
         let mut compared = 0;
         for hay in haystacks(&literals, 0x9e37_79b9_7f4a_7c15) {
             let want = matches(&ac, &hay);
             compared += want.len();
-            assert_eq!(
-                scan(&s, &hay),
-                want,
-                "haystack {:?}",
-                String::from_utf8_lossy(&hay)
-            );
+            for s in [&s, &each] {
+                assert_eq!(
+                    scan(s, &hay),
+                    want,
+                    "haystack {:?}",
+                    String::from_utf8_lossy(&hay)
+                );
+            }
         }
         assert!(
             compared > 1000,
@@ -298,9 +346,16 @@ mod tests {
     #[test]
     fn matches_at_the_very_end_and_in_upper_case_are_found() {
         let literals = lits(&["panic", "oom"]);
-        let s = Scanner::build(&literals).expect("scanner");
-        assert_eq!(scan(&s, b"kernel PANIC"), vec![(0, 7, 12)]);
-        assert_eq!(scan(&s, b"OOM"), vec![(1, 0, 3)]);
-        assert_eq!(scan(&s, b"oo"), vec![]);
+        for s in [
+            Scanner::build(&literals).expect("scanner"),
+            bytewise(Scanner::build(&literals).expect("scanner")),
+        ] {
+            assert_eq!(scan(&s, b"kernel PANIC"), vec![(0, 7, 12)]);
+            assert_eq!(scan(&s, b"OOM"), vec![(1, 0, 3)]);
+            assert_eq!(scan(&s, b"oo"), vec![]);
+            // The last block overlaps the one before it: a match in the overlap counts once.
+            let long = format!("{}panic {}OOM", "x".repeat(40), "y".repeat(30));
+            assert_eq!(scan(&s, long.as_bytes()), vec![(0, 40, 45), (1, 76, 79)]);
+        }
     }
 }

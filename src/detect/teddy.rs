@@ -1,0 +1,296 @@
+//! A vector prefilter for where literals may start, 32 positions at a time: the shuffle
+//! trick of Hyperscan's Teddy (and aho-corasick's packed searcher), sized for a rule set.
+//!
+//! Each literal's first three bytes, folded like the scalar filter (`| 0x20`), go into one
+//! of eight buckets. For each of the three offsets, two 16-entry tables map a byte's low
+//! and high nibble to the buckets that allow it there; a position is a candidate when some
+//! bucket allows all six nibbles. That is a superset of the positions where a literal's
+//! first three bytes are (in any ASCII case), so the exact filter only has to look at the
+//! candidates. aho-corasick's own Teddy caps at 128 prefixes and searches for whole
+//! matches; a rule set has more, and only the start positions are wanted here.
+//!
+//! Buckets are filled a first byte at a time, each group where it widens the bucket's
+//! accepted nibble sets least: on the shipped rules about one position in seven is a
+//! candidate, against one in thirty that truly begins a literal's first three bytes.
+
+/// Buckets: the bits of one table byte.
+const BUCKETS: usize = 8;
+
+/// The shuffle tables: per offset, the low-nibble table then the high-nibble one, each
+/// repeated in both 128-bit lanes (a shuffle looks up within its own lane).
+#[derive(Debug, Clone)]
+pub(crate) struct Teddy {
+    tables: [[u8; 32]; 6],
+}
+
+/// The folded first three bytes of a literal.
+type Prefix = [u8; 3];
+
+impl Teddy {
+    /// Tables for `literals` (each at least three bytes), or `None` when this CPU cannot
+    /// run them.
+    pub(crate) fn new(literals: &[Vec<u8>]) -> Option<Teddy> {
+        if !available() {
+            return None;
+        }
+        Some(Teddy::build(literals))
+    }
+
+    fn build(literals: &[Vec<u8>]) -> Teddy {
+        let mut prefixes: Vec<Prefix> = literals
+            .iter()
+            .map(|l| [l[0] | 0x20, l[1] | 0x20, l[2] | 0x20])
+            .collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        // Groups by first byte, largest first: a bucket holding one first byte keeps its
+        // offset-0 tables tight.
+        let mut groups: Vec<&[Prefix]> = prefixes.chunk_by(|a, b| a[0] == b[0]).collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        let mut buckets: Vec<Vec<Prefix>> = vec![Vec::new(); BUCKETS];
+        for g in groups {
+            let best = (0..BUCKETS)
+                .min_by_key(|&b| {
+                    let before = breadth(&buckets[b]);
+                    let mut with = buckets[b].clone();
+                    with.extend_from_slice(g);
+                    (breadth(&with) - before, buckets[b].len())
+                })
+                .unwrap_or(0);
+            buckets[best].extend_from_slice(g);
+        }
+        let mut tables = [[0u8; 32]; 6];
+        for (b, bucket) in buckets.iter().enumerate() {
+            for p in bucket {
+                for (k, &c) in p.iter().enumerate() {
+                    for lane in [0, 16] {
+                        tables[2 * k][lane + usize::from(c & 15)] |= 1 << b;
+                        tables[2 * k + 1][lane + usize::from(c >> 4)] |= 1 << b;
+                    }
+                }
+            }
+        }
+        Teddy { tables }
+    }
+
+    /// The first candidate position from `from` (with three bytes in `hay`) that `accept`
+    /// takes. The last block ends at the haystack's end, overlapping the one before; a
+    /// haystack shorter than a block is copied into a padded one, and positions that would
+    /// read the padding are not looked at.
+    #[inline]
+    pub(crate) fn find(
+        &self,
+        hay: &[u8],
+        from: usize,
+        accept: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: a `Teddy` exists only where `available()` found AVX2 (`new`), or in
+            // tests that check it first.
+            #[allow(unsafe_code)]
+            unsafe {
+                avx2::find(&self.tables, hay, from, accept)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            blocks(hay, from, accept, |w| scalar_block(&self.tables, w))
+        }
+    }
+}
+
+/// The block loop of [`Teddy::find`], over any block function.
+#[inline(always)]
+fn blocks(
+    hay: &[u8],
+    from: usize,
+    mut accept: impl FnMut(usize) -> bool,
+    block: impl Fn(&[u8; 34]) -> u32,
+) -> Option<usize> {
+    let n = hay.len();
+    let mut at = from;
+    while at + 2 < n {
+        let (base, mut bits) = match hay.get(at..at + 34) {
+            Some(w) => (at, block(w.try_into().ok()?)),
+            None if n >= 34 => {
+                let base = n - 34;
+                let w = hay[base..].try_into().ok()?;
+                (base, block(w) & (u32::MAX << (at - base)))
+            }
+            None => {
+                let mut w = [0u8; 34];
+                w[..n - at].copy_from_slice(&hay[at..]);
+                (at, block(&w) & (u32::MAX >> (32 - (n - at - 2))))
+            }
+        };
+        while bits != 0 {
+            let j = base + bits.trailing_zeros() as usize;
+            if accept(j) {
+                return Some(j);
+            }
+            bits &= bits - 1;
+        }
+        at = base + 32;
+    }
+    None
+}
+
+/// How many three-byte strings a bucket accepts: the product of its nibble sets' sizes.
+fn breadth(bucket: &[Prefix]) -> u64 {
+    if bucket.is_empty() {
+        return 0;
+    }
+    (0..3)
+        .map(|k| {
+            let lo = bucket.iter().fold(0u16, |m, p| m | 1 << (p[k] & 15));
+            let hi = bucket.iter().fold(0u16, |m, p| m | 1 << (p[k] >> 4));
+            u64::from(lo.count_ones() * hi.count_ones())
+        })
+        .product()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn available() -> bool {
+    false
+}
+
+/// The same function as the vector one, a byte at a time: the reference in tests.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn scalar_block(tables: &[[u8; 32]; 6], window: &[u8; 34]) -> u32 {
+    let mut bits = 0;
+    for j in 0..32 {
+        let mut m = 0xff;
+        for k in 0..3 {
+            let c = window[j + k] | 0x20;
+            m &= tables[2 * k][usize::from(c & 15)] & tables[2 * k + 1][usize::from(c >> 4)];
+        }
+        if m != 0 {
+            bits |= 1 << j;
+        }
+    }
+    bits
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Unaligned load of 32 bytes, without a raw pointer.
+    #[inline(always)]
+    fn load(bytes: &[u8]) -> __m256i {
+        bytemuck::pod_read_unaligned(&bytes[..32])
+    }
+
+    /// [`super::blocks`] with the vector block, compiled for AVX2 as a whole so the
+    /// tables stay in registers across blocks.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn find(
+        tables: &[[u8; 32]; 6],
+        hay: &[u8],
+        from: usize,
+        accept: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let t: [__m256i; 6] = std::array::from_fn(|i| load(&tables[i]));
+        super::blocks(hay, from, accept, |w| block(&t, w))
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn block(t: &[__m256i; 6], window: &[u8; 34]) -> u32 {
+        let fold = _mm256_set1_epi8(0x20);
+        let nibble = _mm256_set1_epi8(0x0f);
+        let mut any = _mm256_set1_epi8(-1);
+        for k in 0..3 {
+            let v = _mm256_or_si256(load(&window[k..]), fold);
+            let lo = _mm256_and_si256(v, nibble);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+            let m = _mm256_and_si256(
+                _mm256_shuffle_epi8(t[2 * k], lo),
+                _mm256_shuffle_epi8(t[2 * k + 1], hi),
+            );
+            any = _mm256_and_si256(any, m);
+        }
+        let none = _mm256_cmpeq_epi8(any, _mm256_setzero_si256());
+        !(_mm256_movemask_epi8(none) as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(seed: &mut u64, alphabet: &[u8]) -> [u8; 34] {
+        let mut w = [0u8; 34];
+        for b in &mut w {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *b = alphabet[(*seed % alphabet.len() as u64) as usize];
+        }
+        w
+    }
+
+    #[test]
+    fn every_literal_start_is_a_candidate_in_any_case() {
+        let literals: Vec<Vec<u8>> = ["error", "exception", "404", "503", "tls: ", "no space"]
+            .iter()
+            .map(|l| l.as_bytes().to_vec())
+            .collect();
+        let t = Teddy::build(&literals);
+        for l in &literals {
+            for upper in [false, true] {
+                for at in [0, 7, 31] {
+                    let mut w = [b'#'; 34];
+                    for (i, &c) in l.iter().take(3).enumerate() {
+                        w[at + i] = if upper { c.to_ascii_uppercase() } else { c };
+                    }
+                    assert_ne!(scalar_block(&t.tables, &w) & 1 << at, 0, "{l:?} at {at}");
+                }
+            }
+        }
+        // Nothing at all in a window of bytes no literal begins with.
+        assert_eq!(scalar_block(&t.tables, &[b'#'; 34]), 0);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_block(t: &Teddy, w: &[u8; 34]) -> u32 {
+        use std::arch::x86_64::__m256i;
+        let tables: [__m256i; 6] =
+            std::array::from_fn(|i| bytemuck::pod_read_unaligned(&t.tables[i][..]));
+        // SAFETY: the caller asserted AVX2.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx2::block(&tables, w)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vector_block_equals_the_scalar_one() {
+        assert!(
+            available(),
+            "this CPU has no AVX2: the vector block is not exercised"
+        );
+        let literals: Vec<Vec<u8>> = ["error", "err", "404", "4040", "timeout", "eio"]
+            .iter()
+            .map(|l| l.as_bytes().to_vec())
+            .collect();
+        let t = Teddy::build(&literals);
+        let alphabet: Vec<u8> = b"errorERRO4040timeuTIMEio \x00\xff\xc3\xa9:=Z".to_vec();
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        let mut candidates = 0;
+        for _ in 0..20_000 {
+            let w = window(&mut seed, &alphabet);
+            let want = scalar_block(&t.tables, &w);
+            candidates += want.count_ones();
+            let got = avx2_block(&t, &w);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&w));
+        }
+        assert!(candidates > 2_000, "only {candidates} candidates exercised");
+    }
+}
