@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //!
-//! Data flows one way; a stage imports [`event`] and [`telemetry`], never another stage.
+//! Data flows one way; a stage imports [`event`], [`telemetry`] and [`simd`], never another
+//! stage.
 //! Only [`pipeline`] knows every stage.
 //!
 //! - [`event`]: the types that cross stage boundaries, in pipeline order.
@@ -27,6 +28,7 @@
 //! - [`qa`]: scheduled browser flows in headless Chromium; failures become incidents.
 //! - [`config`]: the configuration file that assembles every stage's settings.
 //! - [`pipeline`]: the wiring.
+//! - [`simd`]: byte-set bitmasks 32 bytes at a time, for the stages' per-byte loops.
 //! - [`bench`](mod@bench): the reproducible throughput benchmark behind `medic bench`.
 
 pub mod api;
@@ -39,6 +41,7 @@ pub mod fingerprint;
 pub mod parse;
 pub mod pipeline;
 pub mod qa;
+pub mod simd;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 
 use super::json::{days_from_civil, digits};
 use crate::event::Level;
+use crate::simd::{ByteSet, next_bit};
 
 /// How far into a line a level word is looked for. Headers are short; looking further would
 /// mistake words in the message for the level.
@@ -69,15 +70,19 @@ fn syslog_header_end(b: &[u8]) -> Option<usize> {
 fn split_levels(line: &str) -> (Option<Level>, &str) {
     let bytes = line.as_bytes();
     let limit = bytes.len().min(HEADER_SCAN_BYTES);
+    let seps: [u64; SEP_WORDS] = SEPS.masks(bytes);
     let mut i = 0;
     let mut tokens = 0;
     while i < limit && tokens < HEADER_SCAN_TOKENS {
-        while i < limit && is_sep(bytes[i]) {
-            i += 1;
-        }
+        i = next_bit(&seps, i, false).min(limit);
         let start = i;
-        while i < bytes.len() && !is_sep(bytes[i]) {
-            i += 1;
+        i = next_bit(&seps, i, true);
+        if i == 64 * SEP_WORDS {
+            // A token running past the masked bytes ends at the next separator or the end.
+            i = i.min(bytes.len());
+            while i < bytes.len() && !SEPS.contains(bytes[i]) {
+                i += 1;
+            }
         }
         if start == i {
             break;
@@ -152,21 +157,11 @@ fn trim_punct(w: &[u8]) -> &[u8] {
     &w[a..b]
 }
 
-fn is_sep(b: u8) -> bool {
-    SEP[b as usize]
-}
-
-/// Token separators of a header, as a table: this runs on every byte of every header.
-static SEP: [bool; 256] = {
-    let mut t = [false; 256];
-    let seps = b" \t[]()<>|,";
-    let mut i = 0;
-    while i < seps.len() {
-        t[seps[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
+/// Token separators of a header. The scan reads them as bitmasks of the header's bytes.
+const SEPS: ByteSet = ByteSet::new(b" \t[]()<>|,");
+/// The masks cover `64 * SEP_WORDS` bytes, past [`HEADER_SCAN_BYTES`] so that a token
+/// starting inside the scanned header rarely needs the byte loop to find its end.
+const SEP_WORDS: usize = 3;
 
 /// Skip the punctuation after the level, then at most two logger-like tokens (`[main]`,
 /// `org.apache.Foo:`), to where the message starts.
