@@ -57,6 +57,10 @@ pub struct BenchReport {
     pub templates: usize,
     /// Parse fallbacks, all reasons.
     pub fallbacks: u64,
+    /// Read, parse, detect and fingerprint in one pass on one core, without the window
+    /// stage: the rate the per-line work sustains, measured whole rather than summed from
+    /// the stage differences below.
+    pub core: StageReport,
     /// Per stage: `read`, `parse`, `detect`, `fingerprint`, `window`. A stage timed by
     /// difference whose pass was not slower than the one before it (machine noise larger
     /// than the stage) is left out here and named in `unmeasured`.
@@ -182,6 +186,7 @@ pub fn run(
         notifications,
         incidents_per_sec: incidents as f64 / total,
         workers: by_workers,
+        core: stage(best[3]),
         lines,
         bytes,
         seconds: total,

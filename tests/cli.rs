@@ -314,6 +314,10 @@ fn bench_json_report_has_the_documented_fields() {
         );
     }
     assert!(r["peak_rss_bytes"].as_u64().is_some_and(|v| v > 0));
+    // The core pass is timed whole, not by difference, so it always has a rate.
+    let core = r["core"]["seconds"].as_f64().expect("core seconds");
+    assert!(core > 0.0 && r["core"]["lines_per_sec"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(out.lines().any(|l| l.starts_with("core ")), "{out}");
 }
 
 #[test]
