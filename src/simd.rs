@@ -1,6 +1,7 @@
 //! Byte-set membership as bitmasks, 32 bytes per step: AVX2 where the CPU has it, a byte
-//! at a time elsewhere, with the same results. The stages' per-byte loops over short
-//! headers and messages turn into bit scans over these masks.
+//! at a time elsewhere, with the same results. A per-byte loop over a short span (a log
+//! header) turns into bit scans over these masks. Also the AVX2 check and the safe
+//! unaligned load that every vector path here shares.
 //!
 //! A set of ASCII bytes is two 16-entry tables: the low nibble's table holds, for each
 //! high nibble 0–7, whether that byte is in the set; the high nibble's table holds the
@@ -92,20 +93,30 @@ pub fn next_bit<const N: usize>(masks: &[u64; N], from: usize, bit: bool) -> usi
     }
 }
 
+/// Whether the CPU has AVX2: the condition for calling any `#[target_feature(enable =
+/// "avx2")]` function. The answer is cached by the standard library.
 #[cfg(target_arch = "x86_64")]
-fn avx2_available() -> bool {
+pub fn avx2_available() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// Whether the CPU has AVX2: never, off x86_64.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn avx2_available() -> bool {
+    false
+}
+
+/// Unaligned load of the first 32 bytes of `bytes`, without a raw pointer.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn load256(bytes: &[u8]) -> std::arch::x86_64::__m256i {
+    bytemuck::pod_read_unaligned(&bytes[..32])
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::load256 as load;
     use std::arch::x86_64::*;
-
-    /// Unaligned load of 32 bytes, without a raw pointer.
-    #[inline(always)]
-    fn load(bytes: &[u8]) -> __m256i {
-        bytemuck::pod_read_unaligned(&bytes[..32])
-    }
 
     #[target_feature(enable = "avx2")]
     pub(super) fn masks<const N: usize>(tables: &[[u8; 32]; 2], hay: &[u8]) -> [u64; N] {

@@ -13,6 +13,8 @@
 //! accepted nibble sets least: on the shipped rules about one position in seven is a
 //! candidate, against one in thirty that truly begins a literal's first three bytes.
 
+use crate::simd::avx2_available;
+
 /// Buckets: the bits of one table byte.
 const BUCKETS: usize = 8;
 
@@ -30,7 +32,7 @@ impl Teddy {
     /// Tables for `literals` (each at least three bytes), or `None` when this CPU cannot
     /// run them.
     pub(crate) fn new(literals: &[Vec<u8>]) -> Option<Teddy> {
-        if !available() {
+        if !avx2_available() {
             return None;
         }
         Some(Teddy::build(literals))
@@ -86,7 +88,7 @@ impl Teddy {
     ) -> Option<usize> {
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: a `Teddy` exists only where `available()` found AVX2 (`new`), or in
+            // SAFETY: a `Teddy` exists only where `avx2_available()` found AVX2 (`new`), or in
             // tests that check it first.
             #[allow(unsafe_code)]
             unsafe {
@@ -150,16 +152,6 @@ fn breadth(bucket: &[Prefix]) -> u64 {
         .product()
 }
 
-#[cfg(target_arch = "x86_64")]
-fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn available() -> bool {
-    false
-}
-
 /// The same function as the vector one, a byte at a time: the reference in tests.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn scalar_block(tables: &[[u8; 32]; 6], window: &[u8; 34]) -> u32 {
@@ -179,13 +171,8 @@ fn scalar_block(tables: &[[u8; 32]; 6], window: &[u8; 34]) -> u32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use crate::simd::load256 as load;
     use std::arch::x86_64::*;
-
-    /// Unaligned load of 32 bytes, without a raw pointer.
-    #[inline(always)]
-    fn load(bytes: &[u8]) -> __m256i {
-        bytemuck::pod_read_unaligned(&bytes[..32])
-    }
 
     /// [`super::blocks`] with the vector block, compiled for AVX2 as a whole so the
     /// tables stay in registers across blocks.
@@ -273,7 +260,7 @@ mod tests {
     #[test]
     fn the_vector_block_equals_the_scalar_one() {
         assert!(
-            available(),
+            avx2_available(),
             "this CPU has no AVX2: the vector block is not exercised"
         );
         let literals: Vec<Vec<u8>> = ["error", "err", "404", "4040", "timeout", "eio"]
