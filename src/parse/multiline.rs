@@ -50,18 +50,9 @@ impl Mode {
         }
     }
 
-    /// Whether `line` continues an event of `lines` physical lines in this mode; may
-    /// advance the mode.
-    fn continues(&mut self, line: &str, lines: u32) -> bool {
-        let indented = line.starts_with([' ', '\t']) && !line.trim().is_empty();
-        let t = line.trim();
-        if indented
-            || t.starts_with("Caused by:")
-            || t.starts_with("Suppressed:")
-            || (t.starts_with("... ") && t.ends_with(" more"))
-        {
-            return true;
-        }
+    /// Whether the trimmed line `t` continues an event in this mode, beyond what continues
+    /// every mode ([`continues_any`]).
+    fn continues_own(&mut self, t: &str, lines: u32) -> bool {
         match self {
             Mode::Plain => {
                 // Loggers print the exception right after the one line that logged it:
@@ -105,6 +96,34 @@ impl Mode {
     }
 }
 
+/// Continuation lines of every mode: indented lines, `Caused by:`, `Suppressed:` and
+/// `... N more`.
+fn continues_any(line: &str) -> bool {
+    let indented = line.starts_with([' ', '\t']) && !line.trim().is_empty();
+    let t = line.trim();
+    indented
+        || t.starts_with("Caused by:")
+        || t.starts_with("Suppressed:")
+        || (t.starts_with("... ") && t.ends_with(" more"))
+}
+
+/// Whether the trimmed line `t` could continue a one-line event in some mode: the union of
+/// what [`Mode::continues_own`] accepts in each mode. When it cannot, the pending event is
+/// complete whatever its mode, so the mode need not be worked out.
+fn may_continue_first_line(t: &str) -> bool {
+    t.is_empty()
+        || t.starts_with("Traceback (most recent call last)")
+        || t.starts_with("During handling of the above exception")
+        || t.starts_with("The above exception was the direct cause")
+        || t.starts_with("goroutine ")
+        || t.starts_with("[signal ")
+        || t.starts_with("created by ")
+        || t.starts_with("exit status ")
+        || is_python_exception_line(t)
+        || is_java_exception_header(t)
+        || is_go_call_line(t)
+}
+
 /// `java.lang.IllegalStateException: boom`, `com.acme.OrderError`: a package-qualified
 /// class name ending in Exception, Error or Throwable. The dot keeps a Node.js
 /// `Error: connect ECONNREFUSED` line, which is a record of its own, out.
@@ -114,34 +133,46 @@ fn is_java_exception_header(t: &str) -> bool {
     if b.len() < 8 || !b[0].is_ascii_alphabetic() {
         return false;
     }
-    let end = memchr::memchr(b':', b).unwrap_or(b.len());
-    let name = &t[..end];
-    let class = name.rsplit('.').next().unwrap_or("");
-    name.contains('.')
-        && (class.ends_with("Exception")
-            || class.ends_with("Error")
-            || class.ends_with("Throwable"))
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '$'))
+    let Some(name) = name_before_colon(b, |c| matches!(c, b'.' | b'_' | b'$')) else {
+        return false;
+    };
+    let class = name.rsplit(|&c| c == b'.').next().unwrap_or_default();
+    name.contains(&b'.')
+        && (class.ends_with(b"Exception")
+            || class.ends_with(b"Error")
+            || class.ends_with(b"Throwable"))
 }
 
 /// `ValueError: bad`, `KeyError`, `requests.exceptions.HTTPError: 500`.
 fn is_python_exception_line(t: &str) -> bool {
-    let name = t.split(':').next().unwrap_or("");
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    t.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+        && name_before_colon(t.as_bytes(), |c| matches!(c, b'.' | b'_')).is_some()
+}
+
+/// The bytes before the first `:` (all of `b` without one), when every one of them is an
+/// ASCII letter, digit or `extra`. Stops at the first other byte, so most lines are
+/// rejected within a few bytes.
+fn name_before_colon(b: &[u8], extra: impl Fn(u8) -> bool) -> Option<&[u8]> {
+    for (i, &c) in b.iter().enumerate() {
+        if c == b':' {
+            return Some(&b[..i]);
+        }
+        if !(c.is_ascii_alphanumeric() || extra(c)) {
+            return None;
+        }
+    }
+    Some(b)
 }
 
 /// `main.main()`, `net/http.(*conn).serve(0xc000...)`.
 fn is_go_call_line(t: &str) -> bool {
-    match t.find('(') {
+    if !t.ends_with(')') {
+        return false;
+    }
+    match memchr::memchr(b'(', t.as_bytes()) {
         Some(open) => {
-            let head = &t[..open];
-            t.ends_with(')') && !head.is_empty() && !head.contains(' ') && head.contains('.')
+            let head = &t.as_bytes()[..open];
+            !head.is_empty() && !head.contains(&b' ') && head.contains(&b'.')
         }
         None => false,
     }
@@ -156,7 +187,9 @@ pub struct Joiner {
     pending: Event,
     ready: Event,
     has_pending: bool,
-    mode: Mode,
+    /// The pending event's mode; `None` until a line needs it. It is worked out from the
+    /// first line alone, so it is always known once the event has a second line.
+    mode: Option<Mode>,
     starters: Starters,
     /// The pending event's last physical line was a Docker partial (no newline yet).
     pending_partial: bool,
@@ -174,7 +207,7 @@ impl Joiner {
             pending: Event::default(),
             ready: Event::default(),
             has_pending: false,
-            mode: Mode::Plain,
+            mode: None,
             starters: Starters::default(),
             pending_partial: false,
             pending_since_ms: 0,
@@ -203,9 +236,7 @@ impl Joiner {
         }
         if self.has_pending {
             let same_stream = self.pending.stream == self.scratch.stream;
-            let wants = same_stream
-                && (self.pending_partial
-                    || self.mode.continues(&self.scratch.text, self.pending.lines));
+            let wants = same_stream && (self.pending_partial || self.continues());
             if wants {
                 let fits = self.pending.lines < self.cfg.max_lines
                     && self.pending.text.len() + self.scratch.text.len() < self.cfg.max_bytes;
@@ -259,10 +290,32 @@ impl Joiner {
         self.has_pending = true;
         self.pending_partial = partial;
         self.pending_since_ms = now_ms;
-        self.mode = Mode::for_first_line(&self.pending.text, &self.starters);
+        self.mode = None;
+    }
+
+    /// Whether the line in `scratch` continues the pending event. Most lines start an event
+    /// of their own in every mode; for them the first-line search for `Traceback` or
+    /// `panic:` is skipped.
+    fn continues(&mut self) -> bool {
+        let line = &self.scratch.text;
+        if continues_any(line) {
+            return true;
+        }
+        let t = line.trim();
+        if self.mode.is_none() && !may_continue_first_line(t) {
+            return false;
+        }
+        let mode = self
+            .mode
+            .get_or_insert_with(|| Mode::for_first_line(&self.pending.text, &self.starters));
+        mode.continues_own(t, self.pending.lines)
     }
 
     fn append_scratch(&mut self) {
+        // The mode is read off the first line, so settle it before the second joins.
+        if self.mode.is_none() {
+            self.mode = Some(Mode::for_first_line(&self.pending.text, &self.starters));
+        }
         let p = &mut self.pending;
         let s = &self.scratch;
         if self.pending_partial {
