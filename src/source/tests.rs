@@ -32,6 +32,62 @@ fn long_line_is_cut_flagged_and_the_next_line_survives() {
     assert_eq!(got[1], (b"next".to_vec(), false));
 }
 
+/// Hands out at most `step` bytes per read, as a pipe or a socket may.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn lines_across_buffer_refills_and_short_reads_come_out_whole() {
+    // Lines of every length up to 700 bytes, so many straddle the 256 KiB buffer's end,
+    // and one line longer than the buffer but within the limit.
+    let mut input = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..2_000usize {
+        let line: Vec<u8> = (0..i % 700).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+        input.extend_from_slice(&line);
+        input.extend_from_slice(if i % 3 == 0 { b"\r\n" } else { b"\n" });
+        want.push((line, false));
+    }
+    let big = vec![b'z'; 300 * 1024];
+    input.extend_from_slice(&big);
+    input.push(b'\n');
+    want.push((big, false));
+    input.extend_from_slice(b"last");
+    want.push((b"last".to_vec(), false));
+    assert_eq!(collect(&input, 512 * 1024), want);
+    for step in [1, 7, 4096] {
+        let mut r = LineReader::new(Trickle { data: &input, step }, 512 * 1024);
+        let mut got = Vec::new();
+        while let Some((l, t)) = r.next_line().expect("in-memory read cannot fail") {
+            got.push((l.to_vec(), t));
+        }
+        assert_eq!(got, want, "reads of {step} bytes");
+    }
+}
+
+#[test]
+fn a_line_longer_than_the_buffer_is_cut_to_the_limit() {
+    let mut input = vec![b'y'; 600 * 1024];
+    input.extend_from_slice(b"\r\nshort\nz");
+    let got = collect(&input, 400 * 1024);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].0, vec![b'y'; 400 * 1024]);
+    assert!(got[0].1, "the 600 KiB line must be flagged truncated");
+    assert_eq!(got[1], (b"short".to_vec(), false));
+    assert_eq!(got[2], (b"z".to_vec(), false));
+}
+
 #[test]
 fn empty_input_has_no_lines() {
     assert!(collect(b"", 10).is_empty());
