@@ -61,6 +61,18 @@ impl ByteSet {
         self.masks_each(hay)
     }
 
+    /// Whether any byte of `hay` is a member.
+    #[inline]
+    pub fn any_in(&self, hay: &[u8]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_available() {
+            // SAFETY: the CPU was just found to have AVX2.
+            #[allow(unsafe_code)]
+            return unsafe { avx2::any_in(&self.tables, hay) };
+        }
+        hay.iter().any(|&c| self.contains(c))
+    }
+
     /// [`ByteSet::masks`] a byte at a time.
     fn masks_each<const N: usize>(&self, hay: &[u8]) -> [u64; N] {
         let mut out = [0u64; N];
@@ -118,16 +130,50 @@ mod avx2 {
     use super::load256 as load;
     use std::arch::x86_64::*;
 
+    /// Per-byte membership of 32 bytes: a byte is a member when its two nibble lookups
+    /// share a bit.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn members(tables: &[__m256i; 2], v: __m256i) -> __m256i {
+        let nibble = _mm256_set1_epi8(0x0f);
+        let lo = _mm256_and_si256(v, nibble);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+        _mm256_and_si256(
+            _mm256_shuffle_epi8(tables[0], lo),
+            _mm256_shuffle_epi8(tables[1], hi),
+        )
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn any_in(tables: &[[u8; 32]; 2], hay: &[u8]) -> bool {
+        let t = [load(&tables[0]), load(&tables[1])];
+        let n = hay.len();
+        if n < 32 {
+            // A zeroed copy; the padding's bytes are masked off the result.
+            let mut pad = [0u8; 32];
+            pad[..n].copy_from_slice(hay);
+            let none = _mm256_cmpeq_epi8(members(&t, load(&pad)), _mm256_setzero_si256());
+            let hits = !(_mm256_movemask_epi8(none) as u32);
+            return hits & ((1u32 << n) - 1) != 0;
+        }
+        let mut acc = _mm256_setzero_si256();
+        let mut j = 0;
+        while j + 32 <= n {
+            acc = _mm256_or_si256(acc, members(&t, load(&hay[j..])));
+            j += 32;
+        }
+        if j < n {
+            // The last 32 bytes again: overlap does not change an "any".
+            acc = _mm256_or_si256(acc, members(&t, load(&hay[n - 32..])));
+        }
+        _mm256_testz_si256(acc, acc) == 0
+    }
+
     #[target_feature(enable = "avx2")]
     pub(super) fn masks<const N: usize>(tables: &[[u8; 32]; 2], hay: &[u8]) -> [u64; N] {
-        let lo_t = load(&tables[0]);
-        let hi_t = load(&tables[1]);
-        let nibble = _mm256_set1_epi8(0x0f);
+        let t = [load(&tables[0]), load(&tables[1])];
         let block = |v: __m256i| -> u64 {
-            let lo = _mm256_and_si256(v, nibble);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
-            let m = _mm256_and_si256(_mm256_shuffle_epi8(lo_t, lo), _mm256_shuffle_epi8(hi_t, hi));
-            let none = _mm256_cmpeq_epi8(m, _mm256_setzero_si256());
+            let none = _mm256_cmpeq_epi8(members(&t, v), _mm256_setzero_si256());
             u64::from(!(_mm256_movemask_epi8(none) as u32))
         };
         let mut out = [0u64; N];
@@ -164,6 +210,25 @@ mod tests {
                 alphabet[(*seed % alphabet.len() as u64) as usize]
             })
             .collect()
+    }
+
+    #[test]
+    fn any_in_agrees_with_membership_at_every_length() {
+        let mut seed = 0x2545_f491_4f6c_dd1d;
+        for len in 0..=200 {
+            let h = hay(&mut seed, len);
+            let each = h.iter().any(|&c| SEPS.contains(c));
+            assert_eq!(SEPS.any_in(&h), each, "len {len}");
+            // One member at each position of a hay with none: the vector path must see it
+            // wherever it falls, the overlapping tail included.
+            let plain = vec![b'a'; len];
+            assert!(!SEPS.any_in(&plain), "len {len} without members");
+            for j in 0..len {
+                let mut one = plain.clone();
+                one[j] = b'|';
+                assert!(SEPS.any_in(&one), "len {len} member at {j}");
+            }
+        }
     }
 
     #[test]

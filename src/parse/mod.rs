@@ -26,6 +26,7 @@ pub use json::{Rfc3339Cache, epoch_to_nanos, parse_rfc3339};
 pub use logformat::LogFormat;
 
 use crate::event::{Event, Fallback, Stream};
+use crate::simd::ByteSet;
 use json::{Fields, JsonParser};
 use multiline::Joiner;
 
@@ -289,28 +290,22 @@ fn push_clean(dst: &mut String, src: &str, fallbacks: &mut crate::event::Fallbac
     }));
 }
 
-/// Whether any byte is a control character other than tab: eight bytes at a time, since
-/// every line passes through here.
-fn has_control(b: &[u8]) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(c);
-        let x = u64::from_le_bytes(a);
-        // A byte < 0x20 or == 0x7f sets its high bit here (classic SWAR "has less than").
-        let lt = x.wrapping_sub(LO * 0x20) & !x & HI;
-        let del = (x ^ (LO * 0x7f)).wrapping_sub(LO) & !(x ^ (LO * 0x7f)) & HI;
-        if lt | del != 0 && c.iter().any(|&b| is_control(b)) {
-            return true;
+/// Control characters other than tab.
+const CONTROL: ByteSet = ByteSet::new(&{
+    let mut set = [0x7f; 32];
+    let mut c = 0;
+    while c < 32 {
+        if c != b'\t' {
+            set[c as usize] = c;
         }
+        c += 1;
     }
-    chunks.remainder().iter().any(|&b| is_control(b))
-}
+    set
+});
 
-fn is_control(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') || b == 0x7f
+/// Whether any byte is a control character other than tab; every line passes through here.
+fn has_control(b: &[u8]) -> bool {
+    CONTROL.any_in(b)
 }
 
 /// A plain-text line: header by log format, else header-less level detection.
