@@ -284,17 +284,32 @@ impl Miner {
 
     fn skeleton_hash(&mut self, msg: &str) -> u64 {
         let b = msg.as_bytes();
-        self.skeleton.clear();
+        // Every token takes at most its length plus a separator, a variable two bytes;
+        // the slack lets short tokens go over in one fixed 16-byte copy (the bytes past
+        // the token are overwritten next or lie past the end), where a copy of the exact
+        // length would be a call to memcpy for every token.
+        let room = b.len() + 2 * self.tokens.len() + 16;
+        if self.skeleton.len() < room {
+            self.skeleton.resize(room, 0);
+        }
+        let out = &mut self.skeleton;
+        let mut w = 0;
         for t in &self.tokens {
             if t.var {
-                self.skeleton.push(0x01);
+                out[w] = 0x01;
+                w += 1;
             } else {
-                self.skeleton
-                    .extend_from_slice(&b[t.start as usize..t.end as usize]);
+                let (start, len) = (t.start as usize, (t.end - t.start) as usize);
+                match b.get(start..start + 16) {
+                    Some(chunk) if len <= 16 => out[w..w + 16].copy_from_slice(chunk),
+                    _ => out[w..w + len].copy_from_slice(&b[start..start + len]),
+                }
+                w += len;
             }
-            self.skeleton.push(0x00);
+            out[w] = 0x00;
+            w += 1;
         }
-        xxh3_64(&self.skeleton)
+        xxh3_64(&out[..w])
     }
 
     fn slow_path(&mut self, msg: &str) -> (ClusterId, bool) {
