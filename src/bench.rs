@@ -91,7 +91,7 @@ pub fn run(
     let bytes = std::fs::metadata(input)?.len();
     let origin = Origin {
         kind: "replay",
-        name: input.display().to_string(),
+        name: input.display().to_string().into(),
         ..Origin::default()
     };
     let depths = [Depth::Read, Depth::Parse, Depth::Detect, Depth::Fingerprint];

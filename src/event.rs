@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Which output stream of a container or process a line came from.
 #[derive(
@@ -108,12 +109,12 @@ impl fmt::Display for Level {
 pub struct Origin {
     /// Source kind: `docker`, `file`, `stdin`, `replay`, `qa`.
     pub kind: &'static str,
-    /// File path or container name.
-    pub name: String,
+    /// File path or container name. Shared: every hit from the source carries it.
+    pub name: Arc<str>,
     /// Container image, when known.
     pub image: Option<String>,
     /// The service name (from a `medic.service` label or configuration).
-    pub service: Option<String>,
+    pub service: Option<Arc<str>>,
     /// Container labels, sorted by key.
     pub labels: Vec<(String, String)>,
 }
@@ -332,7 +333,7 @@ impl<'de> serde::Deserialize<'de> for Fingerprint {
 )]
 pub struct IncidentKey {
     /// Service, container or file name.
-    pub service: String,
+    pub service: Arc<str>,
     /// The template fingerprint.
     pub fingerprint: Fingerprint,
 }
@@ -345,19 +346,19 @@ pub struct Hit {
     /// The incident key.
     pub key: IncidentKey,
     /// Matched rule ids, most severe first.
-    pub rules: Vec<String>,
+    pub rules: Vec<Arc<str>>,
     /// Severity of the most severe rule.
     pub severity: Severity,
     /// Whether a matched rule inhibits other incidents on the same service.
     pub inhibits: bool,
     /// The template text.
-    pub template: String,
+    pub template: Arc<str>,
     /// The event text (all joined lines), kept as a sample.
     pub text: String,
     /// Where it came from (file path or container name).
-    pub source: String,
+    pub source: Arc<str>,
     /// Labels of the matched rules.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Arc<str>, Arc<str>)>,
     /// The miner saw this template for the first time.
     pub new_template: bool,
     /// Shard key: the template's mining bucket, which stays the same when templates merge,

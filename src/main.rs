@@ -555,7 +555,7 @@ fn replay_hits(
         let input = medic::source::open(file)?;
         let origin = Origin {
             kind: if file == "-" { "stdin" } else { "replay" },
-            name: file.clone(),
+            name: file.as_str().into(),
             ..Origin::default()
         };
         lines += core
@@ -637,7 +637,7 @@ fn templates(a: TemplatesArgs) -> Result<ExitCode> {
     let input = medic::source::open(&a.file)?;
     let origin = Origin {
         kind: "replay",
-        name: a.file.clone(),
+        name: a.file.as_str().into(),
         ..Origin::default()
     };
     let mut per_line = Vec::new();

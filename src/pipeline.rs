@@ -306,7 +306,7 @@ pub enum ReplayError {
 /// follow merges and is routed by itself.
 fn incident_key(
     rule: Option<&crate::detect::CompiledRule>,
-    service: String,
+    service: Arc<str>,
     fp: &Fingerprinted,
 ) -> (IncidentKey, u64, Option<CountWithin>) {
     use crate::detect::rules::GroupBy;
@@ -349,7 +349,7 @@ fn incident_key(
     let service = if parts.contains(&GroupBy::Service) {
         service
     } else {
-        "*".to_string()
+        "*".into()
     };
     (
         IncidentKey {
@@ -380,14 +380,11 @@ pub(crate) fn hit_of(
     let mut labels = Vec::new();
     for &r in &seen.detection.rules {
         let rule = rules.rule(r);
-        hit_rules.push(rule.id().to_string());
+        hit_rules.push(Arc::clone(rule.shared_id()));
         inhibits |= rule.rule.inhibits;
-        labels.extend(rule.rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        labels.extend_from_slice(rule.shared_labels());
     }
-    let service = origin
-        .service
-        .clone()
-        .unwrap_or_else(|| origin.name.clone());
+    let service = Arc::clone(origin.service.as_ref().unwrap_or(&origin.name));
     let primary = seen.detection.rules.first().map(|&r| rules.rule(r));
     let (key, route, threshold) = incident_key(primary, service, fp);
     Some(Hit {
@@ -396,9 +393,9 @@ pub(crate) fn hit_of(
         rules: hit_rules,
         severity: seen.detection.severity.unwrap_or(Severity::Low),
         inhibits,
-        template: seen.fingerprinter.template(ev, fp),
+        template: seen.fingerprinter.shared_template(ev, fp),
         text: ev.text.clone(),
-        source: origin.name.clone(),
+        source: Arc::clone(&origin.name),
         labels,
         new_template: fp.new_template,
         route,
@@ -497,7 +494,7 @@ pub fn replay(
                 };
                 let origin = Origin {
                     kind: if file == "-" { "stdin" } else { "replay" },
-                    name: file.clone(),
+                    name: file.as_str().into(),
                     ..Origin::default()
                 };
                 // Lines without a time of their own take the last time seen in the file.

@@ -359,7 +359,7 @@ async fn incidents(
         .iter()
         .filter(|i| q.get("state").is_none_or(|s| i.state.as_str() == s))
         .filter(|i| q.get("severity").is_none_or(|s| i.severity.as_str() == s))
-        .filter(|i| q.get("service").is_none_or(|s| &i.key.service == s))
+        .filter(|i| q.get("service").is_none_or(|s| *i.key.service == **s))
         .filter(|i| i.last_seen_ms >= since_ms)
         .take(limit)
         .map(|i| summary(i, &state.parts.board))

@@ -32,7 +32,7 @@ pub fn example_event(ex: &Example) -> (Event, Origin) {
     {
         ev.level = *level;
         if let Some(c) = container {
-            origin.name = c.clone();
+            origin.name = c.as_str().into();
             origin.kind = "docker";
         }
     }

@@ -2,6 +2,7 @@
 //! regexes run only for rules whose literals hit (or that have no literal part).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -25,12 +26,23 @@ pub struct CompiledRule {
     all_mask: u64,
     regex: Option<Regex>,
     exclude_regex: Option<Regex>,
+    /// The id and labels as every hit of the rule carries them: shared, not copied.
+    shared_id: Arc<str>,
+    shared_labels: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl CompiledRule {
     /// The rule id.
     pub fn id(&self) -> &str {
         &self.rule.id
+    }
+    /// The rule id, shared.
+    pub fn shared_id(&self) -> &Arc<str> {
+        &self.shared_id
+    }
+    /// The rule's labels, shared.
+    pub fn shared_labels(&self) -> &[(Arc<str>, Arc<str>)] {
+        &self.shared_labels
     }
     /// The rule severity.
     pub fn severity(&self) -> Severity {
@@ -245,6 +257,12 @@ impl RuleSet {
                     all_mask,
                     regex,
                     exclude_regex,
+                    shared_id: rule.id.as_str().into(),
+                    shared_labels: rule
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                        .collect(),
                 });
             }
         }

@@ -229,7 +229,7 @@ impl RuleClassifier {
             None => error_type(&haystack),
         };
         let severity = severity(inc);
-        let component = component(first).unwrap_or_else(|| inc.key.service.clone());
+        let component = component(first).unwrap_or_else(|| inc.key.service.to_string());
         let hint = HINTS
             .iter()
             .find(|(k, _)| haystack.contains(k))

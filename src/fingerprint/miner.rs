@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -81,7 +82,8 @@ struct ClusterData {
     tpl: Vec<u64>,
     rep_text: Box<str>,
     rep_spans: Box<[(u32, u32)]>,
-    template: String,
+    /// Shared: every hit of the template carries it.
+    template: Arc<str>,
     fingerprint: Fingerprint,
     bucket: u64,
     children: Vec<u32>,
@@ -217,7 +219,7 @@ impl Miner {
         all.truncate(n);
         all.sort_by(|a, b| b.count.cmp(&a.count).then(a.template.cmp(&b.template)));
         all.into_iter()
-            .map(|d| (d.template.clone(), d.fingerprint, d.count))
+            .map(|d| (d.template.to_string(), d.fingerprint, d.count))
             .collect()
     }
 
@@ -271,6 +273,13 @@ impl Miner {
         let root = self.resolve(id)?;
         let d = self.slots[root as usize].data.as_deref()?;
         Some((&d.template, d.fingerprint))
+    }
+
+    /// [`Miner::template_of`], shared rather than borrowed.
+    pub fn shared_template_of(&self, id: ClusterId) -> Option<Arc<str>> {
+        let root = self.resolve(id)?;
+        let d = self.slots[root as usize].data.as_deref()?;
+        Some(Arc::clone(&d.template))
     }
 
     fn resolve(&self, id: ClusterId) -> Option<u32> {
@@ -498,7 +507,7 @@ impl Miner {
             tpl: self.hashes.clone(),
             rep_text: msg.into(),
             rep_spans: self.tokens.iter().map(|t| (t.start, t.end)).collect(),
-            template: String::new(),
+            template: "".into(),
             fingerprint: Fingerprint(0),
             bucket,
             children: Vec::new(),
@@ -581,7 +590,7 @@ fn render(d: &mut ClusterData) {
     }
     out.push_str(&text[last..]);
     d.fingerprint = fingerprint_of(&out);
-    d.template = out;
+    d.template = out.into();
 }
 
 /// The fingerprint of a template text: xxh3 over the version and the text with whitespace

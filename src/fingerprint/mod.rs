@@ -17,6 +17,8 @@ pub use miner::{
     ClusterId, Miner, MinerConfig, MinerStats, Observation, TEMPLATE_VERSION, fingerprint_of,
 };
 
+use std::sync::Arc;
+
 use crate::event::{Event, Fingerprint};
 
 /// The fingerprint of one event.
@@ -86,6 +88,14 @@ impl Fingerprinter {
     /// `out`.
     pub fn take_merges(&mut self, out: &mut Vec<(Fingerprint, Fingerprint)>) {
         self.miner.take_merges(out);
+    }
+
+    /// [`Fingerprinter::template`], shared: a mined template is not copied.
+    pub fn shared_template(&self, ev: &Event, f: &Fingerprinted) -> Arc<str> {
+        match f.cluster.and_then(|c| self.miner.shared_template_of(c)) {
+            Some(t) => t,
+            None => self.template(ev, f).into(),
+        }
     }
 
     /// The template text of a fingerprinted event, as of now.

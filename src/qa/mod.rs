@@ -489,7 +489,7 @@ impl QaState {
             }
             None => {
                 let key = IncidentKey {
-                    service: format!("qa:{}", run.flow),
+                    service: format!("qa:{}", run.flow).into(),
                     fingerprint: fp,
                 };
                 let id = format!(

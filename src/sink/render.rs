@@ -136,7 +136,7 @@ pub fn ticket_body(e: &Escalated, idem: &str, link: Option<&str>) -> Body {
     let mut facts = vec![
         ("Severity".to_string(), c.severity.as_str().to_string()),
         ("Type".to_string(), c.error_type.as_str().to_string()),
-        ("Service".to_string(), inc.key.service.clone()),
+        ("Service".to_string(), inc.key.service.to_string()),
         ("Component".to_string(), c.affected_component.clone()),
         ("Count".to_string(), inc.count.to_string()),
         ("First seen".to_string(), time(inc.first_seen_ms)),

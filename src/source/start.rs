@@ -30,11 +30,15 @@ pub fn file_info(path: &Path, service: Option<String>) -> Arc<SourceInfo> {
         key: format!("file:{name}"),
         origin: Origin {
             kind: "file",
-            service: Some(service.unwrap_or_else(|| {
-                path.file_stem()
-                    .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned())
-            })),
-            name,
+            service: Some(
+                service
+                    .unwrap_or_else(|| {
+                        path.file_stem()
+                            .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned())
+                    })
+                    .into(),
+            ),
+            name: name.into(),
             ..Origin::default()
         },
         container_id: None,

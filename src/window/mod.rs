@@ -16,7 +16,6 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -99,7 +98,7 @@ pub struct Feeder<'w> {
     max_seen: u64,
     sent: u64,
     late: u64,
-    source_start: HashMap<String, u64>,
+    source_start: table::KeyMap<Arc<str>, u64>,
     probe: ProbeHandle<u64>,
     max_lead: Option<u64>,
 }
@@ -339,7 +338,7 @@ where
             max_seen: 0,
             sent: 0,
             late: 0,
-            source_start: HashMap::new(),
+            source_start: table::KeyMap::default(),
             probe: probe.clone(),
             max_lead: None,
         };

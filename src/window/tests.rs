@@ -30,10 +30,10 @@ fn hit(t: u64, service: &str, fp: u64, severity: Severity) -> Hit {
             service: service.into(),
             fingerprint: Fingerprint(fp),
         },
-        rules: vec![format!("rule-{}", severity.as_str())],
+        rules: vec![format!("rule-{}", severity.as_str()).into()],
         severity,
         inhibits: false,
-        template: format!("template {fp}"),
+        template: format!("template {fp}").into(),
         text: format!("line at {t}"),
         source: service.into(),
         labels: Vec::new(),
@@ -230,7 +230,7 @@ fn inhibition_suppresses_other_incidents_of_the_service_and_lists_them() {
     t.advance(2 * M, &mut out);
     let opened: Vec<_> = out
         .iter()
-        .map(|i| (i.key.service.as_str(), i.key.fingerprint.0))
+        .map(|i| (&*i.key.service, i.key.fingerprint.0))
         .collect();
     assert_eq!(opened, [("api", 1), ("db", 3)]);
     assert_eq!(t.stats().inhibited, 1);

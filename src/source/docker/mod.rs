@@ -290,10 +290,9 @@ impl DockerSource {
                 service: Some(
                     labels
                         .get("medic.service")
-                        .cloned()
-                        .unwrap_or_else(|| name.clone()),
+                        .map_or_else(|| name.as_str().into(), |s| s.as_str().into()),
                 ),
-                name: name.clone(),
+                name: name.as_str().into(),
                 image: Some(image),
                 labels: sorted,
             },
