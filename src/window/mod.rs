@@ -16,6 +16,7 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -240,7 +241,7 @@ where
                     "Incidents",
                     move |cap, _info| {
                         let mut table = Table::new(op_cfg);
-                        let mut buffer: Vec<Rec> = Vec::new();
+                        let mut buffer: VecDeque<Rec> = VecDeque::new();
                         let mut inbox: Vec<Notice> = Vec::new();
                         let mut out: Vec<Incident> = Vec::new();
                         let mut cap = Some(cap);
@@ -251,7 +252,7 @@ where
                         move |(in1, f1), (in2, f2), output| {
                             in1.for_each_stamp(|_t, data| {
                                 for d in data {
-                                    buffer.append(d);
+                                    buffer.extend(d.drain(..));
                                 }
                             });
                             in2.for_each_stamp(|_t, data| {
@@ -270,9 +271,15 @@ where
                             // event-time order (notices first at equal times).
                             let upto = frontier.unwrap_or(u64::MAX);
                             inbox.sort_by_key(|n| n.time);
-                            // Stable on purpose: the buffer is a sorted run plus what
-                            // just arrived, which a stable sort merges in linear time.
-                            buffer.sort_by_key(|r| (r.time, r.seq));
+                            // Records mostly arrive in order: check before sorting, since
+                            // sorting a ring buffer first moves it into one piece. Stable
+                            // on purpose: the buffer is a sorted run plus what just
+                            // arrived, which a stable sort merges in linear time. The ready
+                            // records then leave from the front, where a Vec would move
+                            // everything behind them up.
+                            if !buffer.iter().is_sorted_by_key(|r| (r.time, r.seq)) {
+                                buffer.make_contiguous().sort_by_key(|r| (r.time, r.seq));
+                            }
                             let ready_n = inbox.partition_point(|n| n.time < upto);
                             let ready_r = buffer.partition_point(|r| r.time < upto);
                             let mut notes = inbox.drain(..ready_n).peekable();
