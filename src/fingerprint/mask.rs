@@ -91,6 +91,8 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
     let n = b.len();
     let mut i = 0;
     let mut maybe_date = false;
+    // Only a word token of ten bytes can be the date of `2026-01-01 10:00:00`.
+    let mut maybe_iso = false;
     while i < n {
         let c = b[i];
         let k = class(c);
@@ -101,7 +103,7 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
         let at_word_start = i == 0 || class(b[i - 1]) & WS != 0;
         // Paths run to the next whitespace: their inner punctuation (`?a=1&b=2`) belongs
         // to the one value. Relative ones too: `./bin/x`, `../x`, `~/x`.
-        if at_word_start && is_path_start(&b[i..]) {
+        if matches!(c, b'/' | b'.' | b'~') && at_word_start && is_path_start(&b[i..]) {
             i = push_path(out, b, i);
             continue;
         }
@@ -154,6 +156,7 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
             if !var && word.len() == 3 && word[0].is_ascii_uppercase() {
                 maybe_date |= is_month(word);
             }
+            maybe_iso |= word.len() == 10 && word[4] == b'-';
             push(out, b, start, i, var);
             continue;
         }
@@ -189,7 +192,9 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
     if maybe_date {
         merge_dates(b, out);
     }
-    merge_iso_date_time(b, out);
+    if maybe_iso {
+        merge_iso_date_time(b, out);
+    }
 }
 
 /// A path or URL from `start` to the next whitespace or closing punctuation, as one
