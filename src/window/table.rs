@@ -9,7 +9,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -21,55 +20,8 @@ use crate::event::{
 
 /// A hash map keyed by services and fingerprints. The fingerprint is already a 64-bit hash
 /// and service names come from the operator's containers and files, not from log text, so
-/// a multiply-rotate hash (FxHash's) does; SipHash cost more than the rest of a lookup.
-pub(super) type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
-
-/// FxHash: eight bytes per multiply.
-#[derive(Debug, Default)]
-pub(super) struct KeyHasher(u64);
-
-impl KeyHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-}
+/// FxHash does; SipHash cost more than the rest of a lookup.
+pub(super) type KeyMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -83,11 +35,12 @@ struct Entry {
     generation: u32,
     key: IncidentKey,
     id: String,
-    template: String,
-    rules: Vec<String>,
+    /// The names are the hits' own, shared; they become strings once per notification.
+    template: Arc<str>,
+    rules: Vec<Arc<str>>,
     severity: Severity,
     inhibits: bool,
-    labels: Vec<(String, String)>,
+    labels: Vec<(Arc<str>, Arc<str>)>,
     phase: Phase,
     trigger: Trigger,
     regression: bool,
@@ -108,7 +61,7 @@ struct Entry {
     history: u32,
     last_emit: Option<u64>,
     notify_due: Option<u64>,
-    sources: Vec<String>,
+    sources: Vec<Arc<str>>,
     first_samples: Vec<Sample>,
     last_samples: VecDeque<Sample>,
     related: Vec<String>,
@@ -231,19 +184,18 @@ impl Table {
         if hit.threshold.is_some() {
             e.threshold = hit.threshold;
         }
-        // The hit's names are shared; an incident copies each one once.
-        for r in &hit.rules {
-            if e.rules.len() < 16 && !e.rules.iter().any(|x| **x == **r) {
-                e.rules.push(r.to_string());
+        for r in hit.rules {
+            if e.rules.len() < 16 && !e.rules.contains(&r) {
+                e.rules.push(r);
             }
         }
-        for (k, v) in &hit.labels {
-            if e.labels.len() < 16 && !e.labels.iter().any(|(a, b)| **a == **k && **b == **v) {
-                e.labels.push((k.to_string(), v.to_string()));
+        for l in hit.labels {
+            if e.labels.len() < 16 && !e.labels.contains(&l) {
+                e.labels.push(l);
             }
         }
-        if e.sources.len() < cfg.max_sources && !e.sources.iter().any(|s| **s == *hit.source) {
-            e.sources.push(hit.source.to_string());
+        if e.sources.len() < cfg.max_sources && !e.sources.contains(&hit.source) {
+            e.sources.push(hit.source);
         }
         let half = cfg.max_samples.div_ceil(2);
         let sample = Sample {
@@ -485,7 +437,7 @@ impl Table {
             generation,
             key: hit.key.clone(),
             id,
-            template: hit.template.to_string(),
+            template: Arc::clone(&hit.template),
             rules: Vec::new(),
             severity: hit.severity,
             inhibits: false,
@@ -658,12 +610,16 @@ fn incident_id(key: &IncidentKey, first_seen: u64) -> String {
     format!("{:016x}", xxh3_64(&buf))
 }
 
+fn strings(names: &[Arc<str>]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
 fn snapshot(e: &Entry, state: IncidentState) -> Incident {
     Incident {
         id: e.id.clone(),
         key: e.key.clone(),
-        template: e.template.clone(),
-        rules: e.rules.clone(),
+        template: e.template.to_string(),
+        rules: strings(&e.rules),
         severity: e.severity,
         state,
         trigger: e.trigger,
@@ -672,14 +628,18 @@ fn snapshot(e: &Entry, state: IncidentState) -> Incident {
         last_seen_ms: e.last_seen,
         count: e.count,
         count_in_window: e.since_emit,
-        sources: e.sources.clone(),
+        sources: strings(&e.sources),
         samples: e
             .first_samples
             .iter()
             .chain(e.last_samples.iter())
             .cloned()
             .collect(),
-        labels: e.labels.clone(),
+        labels: e
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         related: e.related.clone(),
         inhibited_by: e.inhibited_by.clone(),
         late: e.late,
