@@ -270,16 +270,18 @@ impl Miner {
 
     /// The current template and fingerprint of a cluster, or `None` if it was evicted.
     pub fn template_of(&self, id: ClusterId) -> Option<(&str, Fingerprint)> {
-        let root = self.resolve(id)?;
-        let d = self.slots[root as usize].data.as_deref()?;
-        Some((&d.template, d.fingerprint))
+        self.data_of(id).map(|d| (&*d.template, d.fingerprint))
     }
 
     /// [`Miner::template_of`], shared rather than borrowed.
     pub fn shared_template_of(&self, id: ClusterId) -> Option<Arc<str>> {
+        self.data_of(id).map(|d| Arc::clone(&d.template))
+    }
+
+    /// The live cluster an id resolves to.
+    fn data_of(&self, id: ClusterId) -> Option<&ClusterData> {
         let root = self.resolve(id)?;
-        let d = self.slots[root as usize].data.as_deref()?;
-        Some(Arc::clone(&d.template))
+        self.slots[root as usize].data.as_deref()
     }
 
     fn resolve(&self, id: ClusterId) -> Option<u32> {
