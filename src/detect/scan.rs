@@ -2,19 +2,25 @@
 //!
 //! Every literal is matched ASCII case-insensitively by one Aho-Corasick DFA, reporting
 //! overlapping matches (two rules may share text). Most log lines hit no literal at all,
-//! and a DFA walk is a chain of dependent table loads, one per byte. So while the walk is in
-//! the start state, where no match is in progress, a byte position is skipped unless the
-//! three bytes there begin some literal: those checks do not depend on each other, so the
-//! CPU runs them ahead. Common words begin many literals' first three bytes (`con`, `loc`,
-//! `sta`), so a position that passes is checked once more on its first four bytes unless a
-//! three-byte literal begins there; about a third of the walks that the three-byte check
-//! alone would start are skipped that way. Where the CPU has AVX2, those checks run only
-//! at the positions a vector prefilter ([`super::teddy`]) picks, 32 at a time; elsewhere
-//! they run at every byte. Skipping a position where no match can start, from the start
-//! state, leaves the start state: the matches found are exactly the automaton's own.
+//! and a DFA walk is a chain of dependent table loads, one per byte. So the search first
+//! picks the positions where a literal may start: the three bytes there begin some literal,
+//! and unless a three-byte literal begins there, the four bytes there begin a longer one.
+//! Those checks do not depend on each other, so the CPU runs them ahead; where it has AVX2
+//! they run only at the positions a vector prefilter ([`super::teddy`]) picks, 32 at a
+//! time, and elsewhere at every byte.
+//!
+//! From each position that passes, the DFA is walked anchored until it dies, and reports
+//! the literals that start there. An anchored walk is as long as the literal prefix that
+//! matches, where an unanchored one runs on until the automaton falls back to its start
+//! state; and the DFA of the shipped rules is about 1 MiB, larger than L2, so every step
+//! saved is a load that may miss. The matches are the same set: every literal occurrence
+//! starts at a position the filters pass.
+//!
+//! A rule set with a literal shorter than three bytes has no such filter: its DFA is walked
+//! unanchored over every byte.
 
-use aho_corasick::automaton::Automaton;
-use aho_corasick::{AhoCorasick, Anchored, MatchKind, dfa::DFA};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::{AhoCorasick, Anchored, MatchKind, StartKind, dfa::DFA};
 
 use super::teddy::Teddy;
 
@@ -24,15 +30,20 @@ const FILTER_BITS: usize = 1 << 15;
 /// One compiled automaton over every literal.
 #[derive(Debug)]
 pub(crate) enum Scanner {
-    /// The fast path: a DFA walked by [`Scanner::for_each`] itself.
-    Dfa {
+    /// The fast path, for literals of three bytes or more: an anchored DFA walked from
+    /// each position the filters pass.
+    Filtered {
         /// Boxed: the DFA's header is large, and there is one per rule set.
         dfa: Box<DFA>,
-        /// Where literals can start; `None` when a literal is shorter than three bytes.
-        starts: Option<Box<Starts>>,
+        /// The anchored start state.
+        start: StateID,
+        /// Where literals can start.
+        starts: Box<Starts>,
     },
-    /// Very many literals can exceed the DFA's size limit; the contiguous NFA has no such
-    /// limit and is still one automaton.
+    /// A DFA walked over every byte, for rule sets with a literal too short to filter on.
+    Dfa(Box<DFA>),
+    /// Very many literals can exceed the DFA's size limit; aho-corasick's own search has
+    /// no such limit and is still one automaton.
     Nfa(AhoCorasick),
 }
 
@@ -50,10 +61,8 @@ pub(crate) struct Starts {
 }
 
 impl Starts {
-    fn new(literals: &[Vec<u8>]) -> Option<Box<Starts>> {
-        if literals.iter().any(|l| l.len() < 3) {
-            return None;
-        }
+    /// Filters for `literals`, each at least three bytes long.
+    fn new(literals: &[Vec<u8>]) -> Box<Starts> {
         let mut s = Box::new(Starts {
             teddy: Teddy::new(literals),
             three: [0; FILTER_BITS / 64],
@@ -68,22 +77,25 @@ impl Starts {
                 set(&mut s.four, key(l, 4));
             }
         }
-        Some(s)
+        s
     }
 
-    /// The first position from `from` where a literal may start: some literal's first
-    /// three bytes are there, and it is a three-byte literal or the four bytes there begin
-    /// a longer one. Kept out of line: inlined into the walk, its loop ran out of
-    /// registers and took twice the instructions per byte.
-    #[inline(never)]
-    fn next(&self, hay: &[u8], from: usize) -> Option<usize> {
+    /// Call `visit(j)` at every position `j` where a literal may start, in order: some
+    /// literal's first three bytes are there, and it is a three-byte literal or the four
+    /// bytes there begin a longer one.
+    #[inline]
+    fn for_each(&self, hay: &[u8], mut visit: impl FnMut(usize)) {
         match &self.teddy {
-            Some(t) => t.find(hay, from, |j| self.starts_at(hay, j)),
-            None => self.next_each(hay, from),
+            Some(t) => t.for_each(hay, |j| {
+                if self.starts_at(hay, j) {
+                    visit(j);
+                }
+            }),
+            None => self.each_byte(hay, visit),
         }
     }
 
-    /// The exact test of [`Starts::next`] at `j` (which has three bytes).
+    /// The exact test of [`Starts::for_each`] at `j` (which has three bytes).
     #[inline(always)]
     fn starts_at(&self, hay: &[u8], j: usize) -> bool {
         let Some(&[a, b, c]) = hay.get(j..j + 3) else {
@@ -98,10 +110,11 @@ impl Starts {
                     .is_some_and(|&d| test(&self.four, hash(w | u32::from(d) << 24))))
     }
 
-    /// [`Starts::next`] a byte at a time, for CPUs without the vector prefilter.
-    fn next_each(&self, hay: &[u8], from: usize) -> Option<usize> {
-        let rest = hay.get(from..)?;
-        let (&[a, b], tail) = rest.split_first_chunk::<2>()?;
+    /// [`Starts::for_each`] a byte at a time, for CPUs without the vector prefilter.
+    fn each_byte(&self, hay: &[u8], mut visit: impl FnMut(usize)) {
+        let Some((&[a, b], tail)) = hay.split_first_chunk::<2>() else {
+            return;
+        };
         // The bytes at j, j + 1 and j + 2, little-endian, rolled one byte per position.
         let mut w = u32::from(a) | u32::from(b) << 8;
         for (j, &c) in tail.iter().enumerate() {
@@ -113,11 +126,10 @@ impl Starts {
                         .get(j + 1)
                         .is_some_and(|&d| test(&self.four, hash(w | u32::from(d) << 24))))
             {
-                return Some(from + j);
+                visit(j);
             }
             w >>= 8;
         }
-        None
     }
 }
 
@@ -146,15 +158,28 @@ fn key(l: &[u8], len: usize) -> usize {
 impl Scanner {
     /// Build over `literals` (already ASCII lower-cased).
     pub(crate) fn build(literals: &[Vec<u8>]) -> Result<Scanner, aho_corasick::BuildError> {
+        if literals.iter().all(|l| l.len() >= 3) {
+            let built = DFA::builder()
+                .ascii_case_insensitive(true)
+                .start_kind(StartKind::Anchored)
+                .match_kind(MatchKind::Standard)
+                .build(literals);
+            if let Ok(dfa) = built
+                && let Ok(start) = dfa.start_state(Anchored::Yes)
+            {
+                return Ok(Scanner::Filtered {
+                    dfa: Box::new(dfa),
+                    start,
+                    starts: Starts::new(literals),
+                });
+            }
+        }
         match DFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
             .build(literals)
         {
-            Ok(dfa) => Ok(Scanner::Dfa {
-                dfa: Box::new(dfa),
-                starts: Starts::new(literals),
-            }),
+            Ok(dfa) => Ok(Scanner::Dfa(Box::new(dfa))),
             Err(_) => AhoCorasick::builder()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
@@ -163,42 +188,64 @@ impl Scanner {
         }
     }
 
-    /// Call `f(pattern, start, end)` for every (overlapping) literal match in `hay`, in
-    /// order of their ends.
+    /// Call `f(pattern, start, end)` for every (overlapping) literal match in `hay`. The
+    /// order is unspecified: the filtered search reports by start, the others by end.
     #[inline]
     pub(crate) fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize, usize, usize)) {
-        let (dfa, starts) = match self {
-            Scanner::Dfa { dfa, starts } => (&**dfa, starts.as_deref()),
+        match self {
+            Scanner::Filtered { dfa, start, starts } => {
+                starts.for_each(hay, |j| walk_anchored(dfa, *start, hay, j, &mut f));
+            }
+            Scanner::Dfa(dfa) => {
+                // An unanchored search always has a start state.
+                let Ok(mut sid) = dfa.start_state(Anchored::No) else {
+                    return;
+                };
+                for (i, &b) in hay.iter().enumerate() {
+                    sid = dfa.next_state(Anchored::No, sid, b);
+                    if dfa.is_special(sid) && dfa.is_match(sid) {
+                        for m in 0..dfa.match_len(sid) {
+                            let p = dfa.match_pattern(sid, m);
+                            f(p.as_usize(), i + 1 - dfa.pattern_len(p), i + 1);
+                        }
+                    }
+                }
+            }
             Scanner::Nfa(ac) => {
                 for m in ac.find_overlapping_iter(hay) {
                     f(m.pattern().as_usize(), m.start(), m.end());
                 }
+            }
+        }
+    }
+}
+
+/// Report the literals that start at `j`: walk from the anchored start state until the
+/// DFA dies. A match state may also list literals that are suffixes of its path (the
+/// automaton copies them in for unanchored searches); those start later and are reported
+/// from their own position, so only a literal as long as the path counts here.
+#[inline]
+fn walk_anchored(
+    dfa: &DFA,
+    start: StateID,
+    hay: &[u8],
+    j: usize,
+    f: &mut impl FnMut(usize, usize, usize),
+) {
+    let mut sid = start;
+    for (k, &b) in hay[j..].iter().enumerate() {
+        sid = dfa.next_state(Anchored::Yes, sid, b);
+        if dfa.is_special(sid) {
+            if dfa.is_dead(sid) {
                 return;
             }
-        };
-        // An unanchored search always has a start state.
-        let Ok(start) = dfa.start_state(Anchored::No) else {
-            return;
-        };
-        let n = hay.len();
-        let mut sid = start;
-        let mut i = 0;
-        while i < n {
-            if sid == start
-                && let Some(starts) = starts
-            {
-                match starts.next(hay, i) {
-                    Some(at) => i = at,
-                    // No literal of three or more bytes fits in what is left.
-                    None => return,
-                }
-            }
-            sid = dfa.next_state(Anchored::No, sid, hay[i]);
-            i += 1;
-            if dfa.is_special(sid) && dfa.is_match(sid) {
+            if dfa.is_match(sid) {
+                let len = k + 1;
                 for m in 0..dfa.match_len(sid) {
                     let p = dfa.match_pattern(sid, m);
-                    f(p.as_usize(), i - dfa.pattern_len(p), i);
+                    if dfa.pattern_len(p) == len {
+                        f(p.as_usize(), j, j + len);
+                    }
                 }
             }
         }
@@ -220,31 +267,34 @@ mod tests {
 
     /// Every match of `ac` in `hay`, as (pattern, start, end).
     fn matches(ac: &AhoCorasick, hay: &[u8]) -> Vec<(usize, usize, usize)> {
-        ac.find_overlapping_iter(hay)
+        let mut out: Vec<_> = ac
+            .find_overlapping_iter(hay)
             .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
-            .collect()
+            .collect();
+        out.sort_by_key(|&(p, a, b)| (b, std::cmp::Reverse(a), p));
+        out
     }
 
     /// The same scanner with the byte-at-a-time filter, as on a CPU without the vector one.
     fn bytewise(s: Scanner) -> Scanner {
         match s {
-            Scanner::Dfa {
+            Scanner::Filtered {
                 dfa,
-                starts: Some(mut st),
+                start,
+                mut starts,
             } => {
-                st.teddy = None;
-                Scanner::Dfa {
-                    dfa,
-                    starts: Some(st),
-                }
+                starts.teddy = None;
+                Scanner::Filtered { dfa, start, starts }
             }
             other => other,
         }
     }
 
+    /// Every match the scanner reports, sorted like the reference: by end, then start.
     fn scan(s: &Scanner, hay: &[u8]) -> Vec<(usize, usize, usize)> {
         let mut out = Vec::new();
         s.for_each(hay, |p, a, b| out.push((p, a, b)));
+        out.sort_by_key(|&(p, a, b)| (b, std::cmp::Reverse(a), p));
         out
     }
 
@@ -307,7 +357,7 @@ mod tests {
         let s = Scanner::build(&literals).expect("scanner");
         #[cfg(target_arch = "x86_64")]
         assert!(
-            matches!(&s, Scanner::Dfa { starts: Some(st), .. } if st.teddy.is_some()),
+            matches!(&s, Scanner::Filtered { starts, .. } if starts.teddy.is_some()),
             "the vector filter is built where the CPU has AVX2"
         );
         let each = bytewise(Scanner::build(&literals).expect("scanner"));
@@ -332,10 +382,24 @@ mod tests {
     }
 
     #[test]
+    fn a_literal_inside_a_longer_one_is_reported_once_from_its_own_start() {
+        // The DFA's state for "xerror" also lists "error" and "rror", copied in for the
+        // unanchored search; the anchored walk from 0 must not report them.
+        let literals = lits(&["xerror", "error", "rror"]);
+        for s in [
+            Scanner::build(&literals).expect("scanner"),
+            bytewise(Scanner::build(&literals).expect("scanner")),
+        ] {
+            assert!(matches!(&s, Scanner::Filtered { .. }));
+            assert_eq!(scan(&s, b"XERRORS"), vec![(2, 2, 6), (1, 1, 6), (0, 0, 6)]);
+        }
+    }
+
+    #[test]
     fn short_literals_turn_the_filter_off_and_still_match() {
         let literals = lits(&["ok", "x", "oops"]);
         let s = Scanner::build(&literals).expect("scanner");
-        assert!(matches!(&s, Scanner::Dfa { starts: None, .. }));
+        assert!(matches!(&s, Scanner::Dfa(_)));
         let ac = reference(&literals);
         for hay in haystacks(&literals, 7) {
             assert_eq!(scan(&s, &hay), matches(&ac, &hay));

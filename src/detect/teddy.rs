@@ -75,49 +75,44 @@ impl Teddy {
         Teddy { tables }
     }
 
-    /// The first candidate position from `from` (with three bytes in `hay`) that `accept`
-    /// takes. The last block ends at the haystack's end, overlapping the one before; a
-    /// haystack shorter than a block is copied into a padded one, and positions that would
-    /// read the padding are not looked at.
+    /// Call `visit` at every candidate position (with three bytes in `hay`), in order. The
+    /// last block ends at the haystack's end, overlapping the one before; a haystack
+    /// shorter than a block is copied into a padded one, and positions that would read the
+    /// padding are not looked at.
     #[inline]
-    pub(crate) fn find(
-        &self,
-        hay: &[u8],
-        from: usize,
-        accept: impl FnMut(usize) -> bool,
-    ) -> Option<usize> {
+    pub(crate) fn for_each(&self, hay: &[u8], visit: impl FnMut(usize)) {
         #[cfg(target_arch = "x86_64")]
         {
             // SAFETY: a `Teddy` exists only where `avx2_available()` found AVX2 (`new`), or in
             // tests that check it first.
             #[allow(unsafe_code)]
             unsafe {
-                avx2::find(&self.tables, hay, from, accept)
+                avx2::for_each(&self.tables, hay, visit)
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            blocks(hay, from, accept, |w| scalar_block(&self.tables, w))
+            blocks(hay, visit, |w| scalar_block(&self.tables, w))
         }
     }
 }
 
-/// The block loop of [`Teddy::find`], over any block function.
+/// The block loop of [`Teddy::for_each`], over any block function.
 #[inline(always)]
-fn blocks(
-    hay: &[u8],
-    from: usize,
-    mut accept: impl FnMut(usize) -> bool,
-    block: impl Fn(&[u8; 34]) -> u32,
-) -> Option<usize> {
+fn blocks(hay: &[u8], mut visit: impl FnMut(usize), block: impl Fn(&[u8; 34]) -> u32) {
     let n = hay.len();
-    let mut at = from;
+    let mut at = 0;
     while at + 2 < n {
         let (base, mut bits) = match hay.get(at..at + 34) {
-            Some(w) => (at, block(w.try_into().ok()?)),
+            Some(w) => match w.try_into() {
+                Ok(w) => (at, block(w)),
+                Err(_) => return,
+            },
             None if n >= 34 => {
                 let base = n - 34;
-                let w = hay[base..].try_into().ok()?;
+                let Ok(w) = hay[base..].try_into() else {
+                    return;
+                };
                 (base, block(w) & (u32::MAX << (at - base)))
             }
             None => {
@@ -127,15 +122,11 @@ fn blocks(
             }
         };
         while bits != 0 {
-            let j = base + bits.trailing_zeros() as usize;
-            if accept(j) {
-                return Some(j);
-            }
+            visit(base + bits.trailing_zeros() as usize);
             bits &= bits - 1;
         }
         at = base + 32;
     }
-    None
 }
 
 /// How many three-byte strings a bucket accepts: the product of its nibble sets' sizes.
@@ -177,14 +168,9 @@ mod avx2 {
     /// [`super::blocks`] with the vector block, compiled for AVX2 as a whole so the
     /// tables stay in registers across blocks.
     #[target_feature(enable = "avx2")]
-    pub(super) fn find(
-        tables: &[[u8; 32]; 6],
-        hay: &[u8],
-        from: usize,
-        accept: impl FnMut(usize) -> bool,
-    ) -> Option<usize> {
+    pub(super) fn for_each(tables: &[[u8; 32]; 6], hay: &[u8], visit: impl FnMut(usize)) {
         let t: [__m256i; 6] = std::array::from_fn(|i| load(&tables[i]));
-        super::blocks(hay, from, accept, |w| block(&t, w))
+        super::blocks(hay, visit, |w| block(&t, w))
     }
 
     #[target_feature(enable = "avx2")]
