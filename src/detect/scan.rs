@@ -311,7 +311,7 @@ mod tests {
             x ^= x << 17;
             x
         };
-        // Lengths below, at and past the vector filter's 34-byte window.
+        // Lengths below, at and past the vector filter's 35-byte window.
         (0..3000).map(move |_| {
             let len = (next() % 110) as usize;
             let mut h = Vec::with_capacity(len);

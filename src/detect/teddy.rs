@@ -1,17 +1,20 @@
 //! A vector prefilter for where literals may start, 32 positions at a time: the shuffle
 //! trick of Hyperscan's Teddy (and aho-corasick's packed searcher), sized for a rule set.
 //!
-//! Each literal's first three bytes, folded like the scalar filter (`| 0x20`), go into one
-//! of eight buckets. For each of the three offsets, two 16-entry tables map a byte's low
-//! and high nibble to the buckets that allow it there; a position is a candidate when some
-//! bucket allows all six nibbles. That is a superset of the positions where a literal's
-//! first three bytes are (in any ASCII case), so the exact filter only has to look at the
-//! candidates. aho-corasick's own Teddy caps at 128 prefixes and searches for whole
-//! matches; a rule set has more, and only the start positions are wanted here.
+//! Each literal's first four bytes (three for a three-byte literal), folded like the scalar
+//! filter (`| 0x20`), go into one of eight buckets. For each of the four offsets, two
+//! 16-entry tables map a byte's low and high nibble to the buckets that allow it there; a
+//! three-byte literal's bucket allows every byte at the fourth offset. A position is a
+//! candidate when some bucket allows all eight nibbles. That is a superset of the
+//! positions where a literal's first bytes are (in any ASCII case), so the exact filter
+//! only has to look at the candidates. aho-corasick's own Teddy caps at 128 prefixes and
+//! searches for whole matches; a rule set has more, and only the start positions are
+//! wanted here.
 //!
-//! Buckets are filled a first byte at a time, each group where it widens the bucket's
-//! accepted nibble sets least: on the shipped rules about one position in seven is a
-//! candidate, against one in thirty that truly begins a literal's first three bytes.
+//! Buckets are filled a group at a time (the prefixes that share a first byte and a
+//! length class), each group where it widens the bucket's accepted nibble sets least.
+//! Three-byte literals go into buckets of their own, so that they do not open up the
+//! fourth offset of the longer ones.
 
 use crate::simd::avx2_available;
 
@@ -22,11 +25,31 @@ const BUCKETS: usize = 8;
 /// repeated in both 128-bit lanes (a shuffle looks up within its own lane).
 #[derive(Debug, Clone)]
 pub(crate) struct Teddy {
-    tables: [[u8; 32]; 6],
+    tables: [[u8; 32]; 2 * OFFSETS],
 }
 
-/// The folded first three bytes of a literal.
-type Prefix = [u8; 3];
+/// Offsets a position is checked at.
+const OFFSETS: usize = 4;
+/// The bytes a block of 32 positions reads.
+const WINDOW: usize = 32 + OFFSETS - 1;
+
+/// The folded first bytes of a literal: four, or three and any byte for a three-byte one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Prefix {
+    short: bool,
+    bytes: [u8; OFFSETS],
+}
+
+impl Prefix {
+    /// The low- and high-nibble sets this prefix allows at offset `k`.
+    fn nibbles(&self, k: usize) -> (u16, u16) {
+        if self.short && k == 3 {
+            return (u16::MAX, u16::MAX);
+        }
+        let c = self.bytes[k];
+        (1 << (c & 15), 1 << (c >> 4))
+    }
+}
 
 impl Teddy {
     /// Tables for `literals` (each at least three bytes), or `None` when this CPU cannot
@@ -41,13 +64,18 @@ impl Teddy {
     fn build(literals: &[Vec<u8>]) -> Teddy {
         let mut prefixes: Vec<Prefix> = literals
             .iter()
-            .map(|l| [l[0] | 0x20, l[1] | 0x20, l[2] | 0x20])
+            .map(|l| Prefix {
+                short: l.len() < OFFSETS,
+                bytes: std::array::from_fn(|k| l.get(k).map_or(0, |c| c | 0x20)),
+            })
             .collect();
         prefixes.sort_unstable();
         prefixes.dedup();
-        // Groups by first byte, largest first: a bucket holding one first byte keeps its
-        // offset-0 tables tight.
-        let mut groups: Vec<&[Prefix]> = prefixes.chunk_by(|a, b| a[0] == b[0]).collect();
+        // Groups by length class and first byte, largest first: a bucket holding one first
+        // byte keeps its offset-0 tables tight.
+        let mut groups: Vec<&[Prefix]> = prefixes
+            .chunk_by(|a, b| (a.short, a.bytes[0]) == (b.short, b.bytes[0]))
+            .collect();
         groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
         let mut buckets: Vec<Vec<Prefix>> = vec![Vec::new(); BUCKETS];
         for g in groups {
@@ -61,13 +89,20 @@ impl Teddy {
                 .unwrap_or(0);
             buckets[best].extend_from_slice(g);
         }
-        let mut tables = [[0u8; 32]; 6];
+        let mut tables = [[0u8; 32]; 2 * OFFSETS];
         for (b, bucket) in buckets.iter().enumerate() {
             for p in bucket {
-                for (k, &c) in p.iter().enumerate() {
-                    for lane in [0, 16] {
-                        tables[2 * k][lane + usize::from(c & 15)] |= 1 << b;
-                        tables[2 * k + 1][lane + usize::from(c >> 4)] |= 1 << b;
+                for k in 0..OFFSETS {
+                    let (lo, hi) = p.nibbles(k);
+                    for nib in 0..16 {
+                        for lane in [0, 16] {
+                            if lo & 1 << nib != 0 {
+                                tables[2 * k][lane + nib] |= 1 << b;
+                            }
+                            if hi & 1 << nib != 0 {
+                                tables[2 * k + 1][lane + nib] |= 1 << b;
+                            }
+                        }
                     }
                 }
             }
@@ -97,47 +132,45 @@ impl Teddy {
     }
 }
 
-/// The block loop of [`Teddy::for_each`], over any block function.
+/// The block loop of [`Teddy::for_each`], over any block function. The last block is
+/// copied into a zero-padded window: a three-byte literal may start three bytes from the
+/// end, where the fourth offset reads past it (its bucket allows any byte there), and
+/// positions without three bytes of their own are not looked at.
 #[inline(always)]
-fn blocks(hay: &[u8], mut visit: impl FnMut(usize), block: impl Fn(&[u8; 34]) -> u32) {
+fn blocks(hay: &[u8], mut visit: impl FnMut(usize), block: impl Fn(&[u8; WINDOW]) -> u32) {
     let n = hay.len();
     let mut at = 0;
     while at + 2 < n {
-        let (base, mut bits) = match hay.get(at..at + 34) {
+        let mut bits = match hay.get(at..at + WINDOW) {
             Some(w) => match w.try_into() {
-                Ok(w) => (at, block(w)),
+                Ok(w) => block(w),
                 Err(_) => return,
             },
-            None if n >= 34 => {
-                let base = n - 34;
-                let Ok(w) = hay[base..].try_into() else {
-                    return;
-                };
-                (base, block(w) & (u32::MAX << (at - base)))
-            }
             None => {
-                let mut w = [0u8; 34];
+                let mut w = [0u8; WINDOW];
                 w[..n - at].copy_from_slice(&hay[at..]);
-                (at, block(&w) & (u32::MAX >> (32 - (n - at - 2))))
+                block(&w) & (u32::MAX >> (32 - (n - at - 2)))
             }
         };
         while bits != 0 {
-            visit(base + bits.trailing_zeros() as usize);
+            visit(at + bits.trailing_zeros() as usize);
             bits &= bits - 1;
         }
-        at = base + 32;
+        at += 32;
     }
 }
 
-/// How many three-byte strings a bucket accepts: the product of its nibble sets' sizes.
+/// How many four-byte strings a bucket accepts: the product of its nibble sets' sizes.
 fn breadth(bucket: &[Prefix]) -> u64 {
     if bucket.is_empty() {
         return 0;
     }
-    (0..3)
+    (0..OFFSETS)
         .map(|k| {
-            let lo = bucket.iter().fold(0u16, |m, p| m | 1 << (p[k] & 15));
-            let hi = bucket.iter().fold(0u16, |m, p| m | 1 << (p[k] >> 4));
+            let (lo, hi) = bucket.iter().fold((0u16, 0u16), |(lo, hi), p| {
+                let (l, h) = p.nibbles(k);
+                (lo | l, hi | h)
+            });
             u64::from(lo.count_ones() * hi.count_ones())
         })
         .product()
@@ -145,11 +178,11 @@ fn breadth(bucket: &[Prefix]) -> u64 {
 
 /// The same function as the vector one, a byte at a time: the reference in tests.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-fn scalar_block(tables: &[[u8; 32]; 6], window: &[u8; 34]) -> u32 {
+fn scalar_block(tables: &[[u8; 32]; 2 * OFFSETS], window: &[u8; WINDOW]) -> u32 {
     let mut bits = 0;
     for j in 0..32 {
         let mut m = 0xff;
-        for k in 0..3 {
+        for k in 0..OFFSETS {
             let c = window[j + k] | 0x20;
             m &= tables[2 * k][usize::from(c & 15)] & tables[2 * k + 1][usize::from(c >> 4)];
         }
@@ -162,23 +195,24 @@ fn scalar_block(tables: &[[u8; 32]; 6], window: &[u8; 34]) -> u32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::{OFFSETS, WINDOW};
     use crate::simd::load256 as load;
     use std::arch::x86_64::*;
 
     /// [`super::blocks`] with the vector block, compiled for AVX2 as a whole so the
     /// tables stay in registers across blocks.
     #[target_feature(enable = "avx2")]
-    pub(super) fn for_each(tables: &[[u8; 32]; 6], hay: &[u8], visit: impl FnMut(usize)) {
-        let t: [__m256i; 6] = std::array::from_fn(|i| load(&tables[i]));
+    pub(super) fn for_each(tables: &[[u8; 32]; 2 * OFFSETS], hay: &[u8], visit: impl FnMut(usize)) {
+        let t: [__m256i; 2 * OFFSETS] = std::array::from_fn(|i| load(&tables[i]));
         super::blocks(hay, visit, |w| block(&t, w))
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn block(t: &[__m256i; 6], window: &[u8; 34]) -> u32 {
+    pub(super) fn block(t: &[__m256i; 2 * OFFSETS], window: &[u8; WINDOW]) -> u32 {
         let fold = _mm256_set1_epi8(0x20);
         let nibble = _mm256_set1_epi8(0x0f);
         let mut any = _mm256_set1_epi8(-1);
-        for k in 0..3 {
+        for k in 0..OFFSETS {
             let v = _mm256_or_si256(load(&window[k..]), fold);
             let lo = _mm256_and_si256(v, nibble);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
@@ -197,8 +231,8 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    fn window(seed: &mut u64, alphabet: &[u8]) -> [u8; 34] {
-        let mut w = [0u8; 34];
+    fn window(seed: &mut u64, alphabet: &[u8]) -> [u8; WINDOW] {
+        let mut w = [0u8; WINDOW];
         for b in &mut w {
             *seed ^= *seed << 13;
             *seed ^= *seed >> 7;
@@ -218,22 +252,26 @@ mod tests {
         for l in &literals {
             for upper in [false, true] {
                 for at in [0, 7, 31] {
-                    let mut w = [b'#'; 34];
-                    for (i, &c) in l.iter().take(3).enumerate() {
+                    let mut w = [b'#'; WINDOW];
+                    for (i, &c) in l.iter().take(OFFSETS).enumerate() {
                         w[at + i] = if upper { c.to_ascii_uppercase() } else { c };
                     }
                     assert_ne!(scalar_block(&t.tables, &w) & 1 << at, 0, "{l:?} at {at}");
                 }
             }
         }
+        // The fourth byte counts for literals longer than three: `err` then `#` begins none.
+        let mut w = [b'#'; WINDOW];
+        w[..3].copy_from_slice(b"ERR");
+        assert_eq!(scalar_block(&t.tables, &w) & 1, 0);
         // Nothing at all in a window of bytes no literal begins with.
-        assert_eq!(scalar_block(&t.tables, &[b'#'; 34]), 0);
+        assert_eq!(scalar_block(&t.tables, &[b'#'; WINDOW]), 0);
     }
 
     #[cfg(target_arch = "x86_64")]
-    fn avx2_block(t: &Teddy, w: &[u8; 34]) -> u32 {
+    fn avx2_block(t: &Teddy, w: &[u8; WINDOW]) -> u32 {
         use std::arch::x86_64::__m256i;
-        let tables: [__m256i; 6] =
+        let tables: [__m256i; 2 * OFFSETS] =
             std::array::from_fn(|i| bytemuck::pod_read_unaligned(&t.tables[i][..]));
         // SAFETY: the caller asserted AVX2.
         #[allow(unsafe_code)]
