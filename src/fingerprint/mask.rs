@@ -24,6 +24,8 @@ const WORD: u8 = 2;
 const DIGIT: u8 = 4;
 const HEX: u8 = 8;
 const ALPHA: u8 = 16;
+/// Bytes that end a path or URL besides whitespace.
+const ENDS_PATH: u8 = 32;
 
 /// Byte classes. Non-ASCII bytes count as word letters, so UTF-8 words stay whole.
 static CLASS: [u8; 256] = {
@@ -64,6 +66,12 @@ static CLASS: [u8; 256] = {
         if c.is_ascii_alphabetic() || c >= 0x80 {
             k |= ALPHA;
         }
+        if matches!(
+            c,
+            b'"' | b'\'' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b',' | b';'
+        ) {
+            k |= ENDS_PATH;
+        }
         t[i] = k;
         i += 1;
     }
@@ -73,15 +81,6 @@ static CLASS: [u8; 256] = {
 #[inline]
 fn class(b: u8) -> u8 {
     CLASS[b as usize]
-}
-
-/// Bytes that end a path or URL besides whitespace.
-#[inline]
-fn ends_path(b: u8) -> bool {
-    matches!(
-        b,
-        b'"' | b'\'' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b',' | b';'
-    )
 }
 
 /// Tokenize and mask `msg` into `out` (cleared first). Allocation-free once `out` has grown.
@@ -201,7 +200,7 @@ pub fn tokenize(msg: &str, out: &mut Vec<Token>) {
 /// variable. Returns where it ends.
 fn push_path(out: &mut Vec<Token>, b: &[u8], start: usize) -> usize {
     let mut i = start;
-    while i < b.len() && class(b[i]) & WS == 0 && !ends_path(b[i]) {
+    while i < b.len() && class(b[i]) & (WS | ENDS_PATH) == 0 {
         i += 1;
     }
     // Sentence punctuation after a path is not part of it: `open /a/b: denied`.
