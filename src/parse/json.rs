@@ -185,6 +185,25 @@ pub(crate) fn digits(b: &[u8]) -> Option<i64> {
     })
 }
 
+/// Eight ASCII digits as a number, or `None` if any byte is not a digit: the digits are
+/// checked and combined in pairs, fours and eights within one word.
+fn eight_digits(b: &[u8; 8]) -> Option<u32> {
+    let v = u64::from_le_bytes(*b);
+    const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // Every byte is 0x30..=0x39: its high nibble is 3, and adding 6 keeps it 3.
+    if v & HIGH != ZEROS || v.wrapping_add(0x0606_0606_0606_0606) & HIGH != ZEROS {
+        return None;
+    }
+    // Little-endian: the first digit is the lowest byte, so each step puts the earlier
+    // half in front.
+    let mut x = v - ZEROS;
+    x = (x * 10 + (x >> 8)) & 0x00ff_00ff_00ff_00ff;
+    x = (x * 100 + (x >> 16)) & 0x0000_ffff_0000_ffff;
+    x = (x * 10_000 + (x >> 32)) & 0xffff_ffff;
+    Some(x as u32)
+}
+
 /// [`digits`] at `b[r]`.
 fn digits_at(b: &[u8], r: std::ops::Range<usize>) -> Option<i64> {
     b.get(r).and_then(digits)
@@ -226,7 +245,16 @@ fn rfc3339_rest(b: &[u8], minute: i64) -> Option<i64> {
     }
     let mut i = 19;
     let mut nanos = 0i64;
-    if i < b.len() && (b[i] == b'.' || b[i] == b',') {
+    // Docker writes nine fraction digits: take eight of them in one word.
+    let eight = b.get(20..28).and_then(|w| eight_digits(w.try_into().ok()?));
+    if let Some(hi) = eight
+        && b[19] == b'.'
+        && let Some(&last) = b.get(28).filter(|c| c.is_ascii_digit())
+        && !b.get(29).is_some_and(u8::is_ascii_digit)
+    {
+        nanos = i64::from(hi) * 10 + i64::from(last - b'0');
+        i = 29;
+    } else if i < b.len() && (b[i] == b'.' || b[i] == b',') {
         i += 1;
         let mut n = 0;
         while i < b.len() && b[i].is_ascii_digit() {

@@ -347,6 +347,27 @@ fn rfc3339_parsing() {
 }
 
 #[test]
+fn fractions_of_every_length_parse_to_nanoseconds() {
+    let base = 1_767_225_600_000_000_000i64;
+    for (fraction, nanos) in [
+        (".123456789Z", Some(123_456_789)),
+        (".999999999Z", Some(999_999_999)),
+        (".000000000Z", Some(0)),
+        (".123456789", Some(123_456_789)),
+        (".123456789+01:00", Some(123_456_789 - 3_600_000_000_000)),
+        (".1234567891Z", Some(123_456_789)),
+        (".12345678Z", Some(123_456_780)),
+        (",5Z", Some(500_000_000)),
+        (".12345x789Z", None),
+        (".1234/6789Z", None),
+        (".12345678:Z", None),
+    ] {
+        let ts = format!("2026-01-01T00:00:00{fraction}");
+        assert_eq!(parse_rfc3339(&ts), nanos.map(|n| base + n), "{ts}");
+    }
+}
+
+#[test]
 fn the_minute_cache_parses_exactly_as_the_parser_does() {
     let mut cache = crate::parse::Rfc3339Cache::default();
     let stamps = [
