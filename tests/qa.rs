@@ -648,6 +648,9 @@ fn a_due_run_waits_for_a_busy_host_then_runs_anyway() {
             .is_some_and(|d| d.starts_with("home is due; waiting while the host CPUs are")),
         "{waiting}"
     );
+    // The browser run itself gets its own allowance: on a slow or busy host, starting
+    // Chromium and loading the page can take most of a minute.
+    let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
         if let Some(q) = qa()
             && q["runs"].as_u64().unwrap_or(0) >= 1
