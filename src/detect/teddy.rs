@@ -13,8 +13,9 @@
 //!
 //! Buckets are filled a group at a time (the prefixes that share a first byte and a
 //! length class), each group where it widens the bucket's accepted nibble sets least.
-//! Three-byte literals go into buckets of their own, so that they do not open up the
-//! fourth offset of the longer ones.
+//! Three-byte literals form groups of their own, and a bucket that takes one allows every
+//! fourth byte, which that measure counts; so they end up sharing buckets with each other
+//! rather than opening up the fourth offset of the longer ones.
 
 use crate::simd::avx2_available;
 
@@ -110,10 +111,7 @@ impl Teddy {
         Teddy { tables }
     }
 
-    /// Call `visit` at every candidate position (with three bytes in `hay`), in order. The
-    /// last block ends at the haystack's end, overlapping the one before; a haystack
-    /// shorter than a block is copied into a padded one, and positions that would read the
-    /// padding are not looked at.
+    /// Call `visit` at every candidate position (with three bytes in `hay`), in order.
     #[inline]
     pub(crate) fn for_each(&self, hay: &[u8], visit: impl FnMut(usize)) {
         #[cfg(target_arch = "x86_64")]

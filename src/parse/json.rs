@@ -246,9 +246,8 @@ fn rfc3339_rest(b: &[u8], minute: i64) -> Option<i64> {
     let mut i = 19;
     let mut nanos = 0i64;
     // Docker writes nine fraction digits: take eight of them in one word.
-    let eight = b.get(20..28).and_then(|w| eight_digits(w.try_into().ok()?));
-    if let Some(hi) = eight
-        && b[19] == b'.'
+    if b.get(19) == Some(&b'.')
+        && let Some(hi) = b.get(20..28).and_then(|w| eight_digits(w.try_into().ok()?))
         && let Some(&last) = b.get(28).filter(|c| c.is_ascii_digit())
         && !b.get(29).is_some_and(u8::is_ascii_digit)
     {
