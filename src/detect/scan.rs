@@ -22,7 +22,7 @@
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::{AhoCorasick, Anchored, MatchKind, StartKind, dfa::DFA};
 
-use super::teddy::Teddy;
+use super::teddy::{Teddy, WINDOW};
 
 /// Bits in each filter: 4 KiB, so the three stay in L1 next to the DFA's start row.
 const FILTER_BITS: usize = 1 << 15;
@@ -84,30 +84,33 @@ impl Starts {
     /// literal's first three bytes are there, and it is a three-byte literal or the four
     /// bytes there begin a longer one.
     #[inline]
-    fn for_each(&self, hay: &[u8], mut visit: impl FnMut(usize)) {
+    fn for_each(&self, hay: &[u8], visit: impl FnMut(usize)) {
         match &self.teddy {
-            Some(t) => t.for_each(hay, |j| {
-                if self.starts_at(hay, j) {
-                    visit(j);
-                }
-            }),
+            Some(t) => t.for_each(hay, |w, bits| self.keep(w, bits), visit),
             None => self.each_byte(hay, visit),
         }
     }
 
-    /// The exact test of [`Starts::for_each`] at `j` (which has three bytes).
+    /// The exact test of [`Starts::for_each`] at each candidate of a vector block: the bits
+    /// of `bits` whose position in `window` passes. Without a branch per candidate: most
+    /// fail, some pass, and which is hard to predict. Past the end of the input the
+    /// window holds zeros, which may let a four-byte test pass that should not; that only
+    /// costs a walk.
     #[inline(always)]
-    fn starts_at(&self, hay: &[u8], j: usize) -> bool {
-        let Some(&[a, b, c]) = hay.get(j..j + 3) else {
-            return false;
-        };
-        let w = u32::from(a) | u32::from(b) << 8 | u32::from(c) << 16;
-        let k = hash(w);
-        test(&self.three, k)
-            && (test(&self.short, k)
-                || hay
-                    .get(j + 3)
-                    .is_some_and(|&d| test(&self.four, hash(w | u32::from(d) << 24))))
+    fn keep(&self, window: &[u8; WINDOW], mut bits: u32) -> u32 {
+        let mut kept = 0;
+        while bits != 0 {
+            let j = bits.trailing_zeros();
+            bits &= bits - 1;
+            let Some(&four) = window[j as usize..].first_chunk::<4>() else {
+                continue;
+            };
+            let w4 = u32::from_le_bytes(four);
+            let k3 = hash(w4 & 0x00ff_ffff);
+            let pass = bit(&self.three, k3) & (bit(&self.short, k3) | bit(&self.four, hash(w4)));
+            kept |= pass << j;
+        }
+        kept
     }
 
     /// [`Starts::for_each`] a byte at a time, for CPUs without the vector prefilter.
@@ -136,6 +139,12 @@ impl Starts {
 #[inline(always)]
 fn set(bits: &mut [u64; FILTER_BITS / 64], k: usize) {
     bits[k / 64] |= 1 << (k % 64);
+}
+
+/// [`test`] as 0 or 1.
+#[inline(always)]
+fn bit(bits: &[u64; FILTER_BITS / 64], k: usize) -> u32 {
+    (bits[k / 64] >> (k % 64)) as u32 & 1
 }
 
 #[inline(always)]

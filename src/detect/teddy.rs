@@ -32,7 +32,7 @@ pub(crate) struct Teddy {
 /// Offsets a position is checked at.
 const OFFSETS: usize = 4;
 /// The bytes a block of 32 positions reads.
-const WINDOW: usize = 32 + OFFSETS - 1;
+pub(crate) const WINDOW: usize = 32 + OFFSETS - 1;
 
 /// The folded first bytes of a literal: four, or three and any byte for a three-byte one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,21 +111,30 @@ impl Teddy {
         Teddy { tables }
     }
 
-    /// Call `visit` at every candidate position (with three bytes in `hay`), in order.
+    /// Call `visit` at every candidate position (with three bytes in `hay`) that `keep`
+    /// keeps, in order. `keep(window, bits)` gets a block's window (`hay` from the block's
+    /// first position, zero-padded past its end) and its candidates as bits, and returns the
+    /// bits to visit: the exact filter, run over a whole block before any visit so that its
+    /// outcome is data, not a branch per candidate.
     #[inline]
-    pub(crate) fn for_each(&self, hay: &[u8], visit: impl FnMut(usize)) {
+    pub(crate) fn for_each(
+        &self,
+        hay: &[u8],
+        keep: impl Fn(&[u8; WINDOW], u32) -> u32,
+        visit: impl FnMut(usize),
+    ) {
         #[cfg(target_arch = "x86_64")]
         {
             // SAFETY: a `Teddy` exists only where `avx2_available()` found AVX2 (`new`), or in
             // tests that check it first.
             #[allow(unsafe_code)]
             unsafe {
-                avx2::for_each(&self.tables, hay, visit)
+                avx2::for_each(&self.tables, hay, keep, visit)
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            blocks(hay, visit, |w| scalar_block(&self.tables, w))
+            blocks(hay, visit, |w| keep(w, scalar_block(&self.tables, w)))
         }
     }
 }
@@ -200,9 +209,14 @@ mod avx2 {
     /// [`super::blocks`] with the vector block, compiled for AVX2 as a whole so the
     /// tables stay in registers across blocks.
     #[target_feature(enable = "avx2")]
-    pub(super) fn for_each(tables: &[[u8; 32]; 2 * OFFSETS], hay: &[u8], visit: impl FnMut(usize)) {
+    pub(super) fn for_each(
+        tables: &[[u8; 32]; 2 * OFFSETS],
+        hay: &[u8],
+        keep: impl Fn(&[u8; WINDOW], u32) -> u32,
+        visit: impl FnMut(usize),
+    ) {
         let t: [__m256i; 2 * OFFSETS] = std::array::from_fn(|i| load(&tables[i]));
-        super::blocks(hay, visit, |w| block(&t, w))
+        super::blocks(hay, visit, |w| keep(w, block(&t, w)))
     }
 
     #[target_feature(enable = "avx2")]
