@@ -150,6 +150,8 @@ pub struct Miner {
     cache: IdMap<ClusterId>,
     tokens: Vec<Token>,
     skeleton: Vec<u8>,
+    /// The message with padding, for [`Miner::skeleton_hash`].
+    padded: Vec<u8>,
     hashes: Vec<u64>,
     tick: u64,
     stats: MinerStats,
@@ -181,6 +183,7 @@ impl Miner {
             cache: IdMap::default(),
             tokens: Vec::with_capacity(64),
             skeleton: Vec::with_capacity(256),
+            padded: Vec::with_capacity(256),
             hashes: Vec::with_capacity(64),
             tick: 0,
             stats: MinerStats::default(),
@@ -295,28 +298,33 @@ impl Miner {
 
     fn skeleton_hash(&mut self, msg: &str) -> u64 {
         let b = msg.as_bytes();
-        // Every token takes at most its length plus a separator, a variable two bytes;
-        // the slack lets short tokens go over in one fixed 16-byte copy (the bytes past
-        // the token are overwritten next or lie past the end), where a copy of the exact
-        // length would be a call to memcpy for every token.
+        // The message, 16 zeros, then a variable's mark: every token and the mark can be
+        // copied as one fixed 16-byte chunk (the bytes past it are overwritten next or lie
+        // past the end), and which of the two is copied is a choice of offset, not a branch:
+        // whether a token is a variable is as hard to predict as the text.
+        let mark = b.len() + 16;
+        self.padded.clear();
+        self.padded.extend_from_slice(b);
+        self.padded.resize(mark + 16, 0);
+        self.padded[mark] = 0x01;
+        // Every token takes at most its length plus a separator, a variable two bytes.
         let room = b.len() + 2 * self.tokens.len() + 16;
         if self.skeleton.len() < room {
             self.skeleton.resize(room, 0);
         }
-        let out = &mut self.skeleton;
+        let (out, src) = (&mut self.skeleton, &self.padded);
         let mut w = 0;
         for t in &self.tokens {
-            if t.var {
-                out[w] = 0x01;
-                w += 1;
+            let (start, len) = if t.var {
+                (mark, 1)
             } else {
-                let (start, len) = (t.start as usize, (t.end - t.start) as usize);
-                match b.get(start..start + 16) {
-                    Some(chunk) if len <= 16 => out[w..w + 16].copy_from_slice(chunk),
-                    _ => out[w..w + len].copy_from_slice(&b[start..start + len]),
-                }
-                w += len;
+                (t.start as usize, (t.end - t.start) as usize)
+            };
+            out[w..w + 16].copy_from_slice(&src[start..start + 16]);
+            if len > 16 {
+                out[w + 16..w + len].copy_from_slice(&src[start + 16..start + len]);
             }
+            w += len;
             out[w] = 0x00;
             w += 1;
         }
