@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use regex::Regex;
+use regex_automata::meta;
 
 use super::rules::{LoadedFile, Rule, RuleError, Selector};
 use super::scan::Scanner;
@@ -24,8 +25,8 @@ pub struct CompiledRule {
     pub index_in_file: usize,
     needs_any: bool,
     all_mask: u64,
-    regex: Option<Regex>,
-    exclude_regex: Option<Regex>,
+    regex: Option<RuleRegex>,
+    exclude_regex: Option<RuleRegex>,
     /// The id and labels as every hit of the rule carries them: shared, not copied.
     shared_id: Arc<str>,
     shared_labels: Vec<(Arc<str>, Arc<str>)>,
@@ -168,15 +169,19 @@ impl RuleSet {
                         }
                     }
                 }
-                let regex = compile_regex(rule.matcher.regex.as_deref())
+                // A rule with literals runs its regexes only on lines they picked.
+                let gated = !rule.matcher.any.is_empty() || !rule.matcher.all.is_empty();
+                let regex = RuleRegex::new(rule.matcher.regex.as_deref(), gated)
                     .map_err(|e| errors.push(err("match.regex".into(), e)))
                     .ok()
                     .flatten();
-                let exclude_regex =
-                    compile_regex(rule.exclude.as_ref().and_then(|m| m.regex.as_deref()))
-                        .map_err(|e| errors.push(err("exclude.regex".into(), e)))
-                        .ok()
-                        .flatten();
+                let exclude_regex = RuleRegex::new(
+                    rule.exclude.as_ref().and_then(|m| m.regex.as_deref()),
+                    gated,
+                )
+                .map_err(|e| errors.push(err("exclude.regex".into(), e)))
+                .ok()
+                .flatten();
                 if let Some(ex) = &rule.exclude
                     && !ex.all.is_empty()
                 {
@@ -320,26 +325,82 @@ impl RuleSet {
     }
 }
 
-/// `case_insensitive` is for literals only: a regex says `(?i)` itself, so that character
-/// classes like `[A-Z]` keep their meaning.
-fn compile_regex(src: Option<&str>) -> Result<Option<Regex>, String> {
-    let Some(src) = src else { return Ok(None) };
-    if src.is_empty() {
-        return Err("empty regex".into());
+/// A rule's compiled regex.
+///
+/// The regex crate first scans for the regex's literal prefixes, and starts its DFA at
+/// each. Where those prefixes include a single byte, the scan stops at nearly every
+/// position and the restarts cost more than one pass of the DFA: the shipped `http-4xx`
+/// regex's prefixes are `H h S s C c 4`, and without them it runs in 197 instead of 470 ns
+/// on a 128-byte line, 6.8 instead of 15.9 µs on 4 KiB. For a rule whose literals already
+/// picked the line, such a regex is built without the prefilter. A rule with no literals
+/// keeps it: there the prefilter is the literal part that decides whether the regex runs.
+#[derive(Debug)]
+enum RuleRegex {
+    /// As the regex crate builds it.
+    Prefiltered(Regex),
+    /// The same regex (the regex crate's defaults: Unicode, UTF-8, the size limit) without
+    /// the prefilter.
+    Scan(meta::Regex),
+}
+
+impl RuleRegex {
+    /// Compile `src` (if any); `gated` when it runs only on lines its rule's literals hit.
+    /// `case_insensitive` is for literals only: a regex says `(?i)` itself, so that
+    /// character classes like `[A-Z]` keep their meaning.
+    fn new(src: Option<&str>, gated: bool) -> Result<Option<RuleRegex>, String> {
+        let Some(src) = src else { return Ok(None) };
+        if src.is_empty() {
+            return Err("empty regex".into());
+        }
+        const SIZE_LIMIT: usize = 1 << 20;
+        let prefiltered = regex::RegexBuilder::new(src)
+            .size_limit(SIZE_LIMIT)
+            .build()
+            .map_err(|e| {
+                // The regex crate's messages span several lines; keep them on one.
+                e.to_string()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })?;
+        if gated && one_byte_prefix(src) {
+            // It parsed above, so this fails only on a limit the first build did not hit;
+            // then the regex crate's build serves.
+            let scan = meta::Regex::builder()
+                .configure(
+                    meta::Config::new()
+                        .auto_prefilter(false)
+                        .nfa_size_limit(Some(SIZE_LIMIT)),
+                )
+                .build(src);
+            if let Ok(scan) = scan {
+                return Ok(Some(RuleRegex::Scan(scan)));
+            }
+        }
+        Ok(Some(RuleRegex::Prefiltered(prefiltered)))
     }
-    regex::RegexBuilder::new(src)
-        .size_limit(1 << 20)
-        .build()
-        .map(Some)
-        .map_err(|e| {
-            // The regex crate's messages span several lines; keep them on one.
-            e.to_string()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+
+    #[inline]
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            RuleRegex::Prefiltered(re) => re.is_match(text),
+            RuleRegex::Scan(re) => re.is_match(text),
+        }
+    }
+}
+
+/// Whether the literal prefixes the regex crate would scan for include one of a single
+/// byte (extracted the way its meta engine does).
+fn one_byte_prefix(src: &str) -> bool {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let Ok(hir) = regex_syntax::Parser::new().parse(src) else {
+        return false;
+    };
+    let mut prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    prefixes.optimize_for_prefix_by_preference();
+    matches!(prefixes.min_literal_len(), Some(0 | 1))
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -557,4 +618,68 @@ pub fn glob(pattern: &str, text: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_set_with_a_single_byte_is_found() {
+        let http_4xx = r#"(?i-u)(?:HTTP/\d|\bstatus\s*=\s*)(4\d\d)\b|\b(4\d\d)\s+(?:Not Found)"#;
+        assert!(one_byte_prefix(http_4xx));
+        assert!(one_byte_prefix("x|yz"));
+        // Three-byte prefixes, and no finite prefix set at all.
+        assert!(!one_byte_prefix(r"(?i-u)\btimeout\s*=|\bset\s+timeout"));
+        assert!(!one_byte_prefix(r"\s-\s|\w+Error"));
+    }
+
+    #[test]
+    fn only_literal_gated_regexes_with_one_byte_prefixes_drop_the_prefilter() {
+        let set = crate::detect::load_embedded().expect("embedded rules compile");
+        let by_id = |id: &str| {
+            set.rules()
+                .iter()
+                .find(|r| r.id() == id)
+                .unwrap_or_else(|| panic!("shipped rule {id}"))
+        };
+        assert!(matches!(by_id("http-4xx").regex, Some(RuleRegex::Scan(_))));
+        assert!(matches!(
+            by_id("timeout").exclude_regex,
+            Some(RuleRegex::Prefiltered(_))
+        ));
+        let ungated = RuleRegex::new(Some("x|yz"), false).expect("compiles");
+        assert!(matches!(ungated, Some(RuleRegex::Prefiltered(_))));
+    }
+
+    #[test]
+    fn both_builds_agree_on_every_shipped_example() {
+        let set = crate::detect::load_embedded().expect("embedded rules compile");
+        let mut compared = 0;
+        for rule in set.rules() {
+            let examples = &rule.rule.examples;
+            let sources = [
+                rule.rule.matcher.regex.as_deref(),
+                rule.rule.exclude.as_ref().and_then(|e| e.regex.as_deref()),
+            ];
+            for src in sources.into_iter().flatten() {
+                let plain = Regex::new(src).expect("shipped regex compiles");
+                let Some(RuleRegex::Scan(scan)) =
+                    RuleRegex::new(Some(src), true).expect("compiles")
+                else {
+                    continue;
+                };
+                for ex in examples.should_match.iter().chain(&examples.no_match) {
+                    let line = ex.line();
+                    assert_eq!(
+                        scan.is_match(line),
+                        plain.is_match(line),
+                        "{src} on {line:?}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared >= 5, "only {compared} examples compared");
+    }
 }
