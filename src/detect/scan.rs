@@ -249,9 +249,9 @@ impl Scanner {
 }
 
 /// The DFA's anchored state after the first three bytes of every literal, in a table
-/// hashed without collisions: three table-free loads' worth of the walk become one load
-/// that does not wait on the others, and a position whose three bytes begin no literal is
-/// dismissed without touching the DFA. A cache of the one automaton's transitions, not a
+/// hashed without collisions: the walk's first three DFA loads, each waiting on the one
+/// before, become one table load that waits on nothing, and a position whose three bytes
+/// begin no literal is dismissed without touching the DFA. A cache of the one automaton's transitions, not a
 /// second matcher: every match is still a DFA match state.
 #[derive(Debug)]
 pub(crate) struct Prefixes {
