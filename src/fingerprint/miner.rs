@@ -73,8 +73,32 @@ struct Slot {
     generation: u32,
     /// Root slot (itself when a root). Always a root: merges repoint every child.
     root: u32,
+    /// What every line of a live root reads or bumps, kept in the slot rather than behind
+    /// `data`: the steady state then touches the skeleton cache and one slot, not a third,
+    /// scattered allocation as well.
+    hot: Hot,
     /// Present only on live roots.
     data: Option<Box<ClusterData>>,
+}
+
+/// The per-line fields of a live root.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    fingerprint: Fingerprint,
+    bucket: u64,
+    last_used: u64,
+    count: u64,
+}
+
+impl Default for Hot {
+    fn default() -> Self {
+        Hot {
+            fingerprint: Fingerprint(0),
+            bucket: 0,
+            last_used: 0,
+            count: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -84,11 +108,7 @@ struct ClusterData {
     rep_spans: Box<[(u32, u32)]>,
     /// Shared: every hit of the template carries it.
     template: Arc<str>,
-    fingerprint: Fingerprint,
-    bucket: u64,
     children: Vec<u32>,
-    last_used: u64,
-    count: u64,
 }
 
 /// What the miner says about one message.
@@ -209,20 +229,24 @@ impl Miner {
 
     /// The `n` live templates with the most lines: (template, fingerprint, lines).
     pub fn top(&self, n: usize) -> Vec<(String, Fingerprint, u64)> {
-        let mut all: Vec<&ClusterData> = self
+        let mut all: Vec<(&ClusterData, Hot)> = self
             .slots
             .iter()
-            .filter_map(|s| s.data.as_deref())
+            .filter_map(|s| s.data.as_deref().map(|d| (d, s.hot)))
             .collect();
         let n = n.min(all.len());
         if n == 0 {
             return Vec::new();
         }
-        all.select_nth_unstable_by(n - 1, |a, b| b.count.cmp(&a.count));
+        all.select_nth_unstable_by(n - 1, |a, b| b.1.count.cmp(&a.1.count));
         all.truncate(n);
-        all.sort_by(|a, b| b.count.cmp(&a.count).then(a.template.cmp(&b.template)));
+        all.sort_by(|a, b| {
+            b.1.count
+                .cmp(&a.1.count)
+                .then(a.0.template.cmp(&b.0.template))
+        });
         all.into_iter()
-            .map(|d| (d.template.to_string(), d.fingerprint, d.count))
+            .map(|(d, h)| (d.template.to_string(), h.fingerprint, h.count))
             .collect()
     }
 
@@ -234,17 +258,15 @@ impl Miner {
         let key = self.skeleton_hash(msg);
         if let Some(&id) = self.cache.get(&key) {
             if let Some(root) = self.resolve(id) {
-                let d = self.slots[root as usize].data.as_deref_mut();
-                if let Some(d) = d {
-                    d.last_used = self.tick;
-                    d.count += 1;
-                    return Observation {
-                        cluster: id,
-                        fingerprint: d.fingerprint,
-                        new_template: false,
-                        route: d.bucket,
-                    };
-                }
+                let h = &mut self.slots[root as usize].hot;
+                h.last_used = self.tick;
+                h.count += 1;
+                return Observation {
+                    cluster: id,
+                    fingerprint: h.fingerprint,
+                    new_template: false,
+                    route: h.bucket,
+                };
             }
             self.cache.remove(&key);
         }
@@ -255,11 +277,10 @@ impl Miner {
             self.cache.clear();
         }
         self.cache.insert(key, id);
-        let root = self.resolve(id).unwrap_or(id.slot);
-        let (fingerprint, route) = self.slots[root as usize]
-            .data
-            .as_ref()
-            .map_or((Fingerprint(0), 0), |d| (d.fingerprint, d.bucket));
+        let (fingerprint, route) = self.resolve(id).map_or((Fingerprint(0), 0), |root| {
+            let h = &self.slots[root as usize].hot;
+            (h.fingerprint, h.bucket)
+        });
         if self.live > self.cfg.max_templates {
             self.evict();
         }
@@ -273,7 +294,9 @@ impl Miner {
 
     /// The current template and fingerprint of a cluster, or `None` if it was evicted.
     pub fn template_of(&self, id: ClusterId) -> Option<(&str, Fingerprint)> {
-        self.data_of(id).map(|d| (&*d.template, d.fingerprint))
+        let root = self.resolve(id)?;
+        let s = &self.slots[root as usize];
+        s.data.as_deref().map(|d| (&*d.template, s.hot.fingerprint))
     }
 
     /// [`Miner::template_of`], shared rather than borrowed.
@@ -403,11 +426,9 @@ impl Miner {
             }
         }
         if let Some((_, slot)) = best {
-            let d = self.slots[slot as usize].data.as_deref_mut();
-            if let Some(d) = d {
-                d.last_used = self.tick;
-                d.count += 1;
-            }
+            let h = &mut self.slots[slot as usize].hot;
+            h.last_used = self.tick;
+            h.count += 1;
             let generation = self.slots[slot as usize].generation;
             return (ClusterId { slot, generation }, false);
         }
@@ -477,14 +498,15 @@ impl Miner {
             let Some(d) = self.slots[s as usize].data.take() else {
                 continue;
             };
-            retired.push(d.fingerprint);
-            absorbed += d.count;
+            let h = self.slots[s as usize].hot;
+            retired.push(h.fingerprint);
+            absorbed += h.count;
             for (t, o) in tpl.iter_mut().zip(&d.tpl) {
                 if *t != *o {
                     *t = VAR;
                 }
             }
-            if let Some(list) = self.buckets.get_mut(&d.bucket) {
+            if let Some(list) = self.buckets.get_mut(&h.bucket) {
                 list.retain(|&x| x != s);
             }
             children.push(s);
@@ -496,13 +518,14 @@ impl Miner {
             self.slots[c as usize].root = slot;
         }
         let tick = self.tick;
-        if let Some(me) = self.slots[slot as usize].data.as_deref_mut() {
+        let root = &mut self.slots[slot as usize];
+        if let Some(me) = root.data.as_deref_mut() {
             me.tpl = tpl;
             me.children.extend(children);
-            me.last_used = tick;
-            me.count += absorbed;
-            render(me);
-            let new = me.fingerprint;
+            root.hot.last_used = tick;
+            root.hot.count += absorbed;
+            root.hot.fingerprint = render(me);
+            let new = root.hot.fingerprint;
             self.merges.extend(
                 retired
                     .into_iter()
@@ -518,13 +541,14 @@ impl Miner {
             rep_text: msg.into(),
             rep_spans: self.tokens.iter().map(|t| (t.start, t.end)).collect(),
             template: "".into(),
-            fingerprint: Fingerprint(0),
-            bucket,
             children: Vec::new(),
+        };
+        let hot = Hot {
+            fingerprint: render(&mut d),
+            bucket,
             last_used: self.tick,
             count: 1,
         };
-        render(&mut d);
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -535,6 +559,7 @@ impl Miner {
         let s = &mut self.slots[slot as usize];
         s.generation = s.generation.wrapping_add(1);
         s.root = slot;
+        s.hot = hot;
         s.data = Some(Box::new(d));
         self.buckets.entry(bucket).or_default().push(slot);
         self.live += 1;
@@ -555,7 +580,7 @@ impl Miner {
                 s.data
                     .as_deref()
                     .filter(|_| s.root == i as u32)
-                    .map(|d| (d.last_used, i as u32))
+                    .map(|_| (s.hot.last_used, i as u32))
             })
             .collect();
         roots.sort_unstable();
@@ -564,10 +589,11 @@ impl Miner {
             let Some(d) = self.slots[slot as usize].data.take() else {
                 continue;
             };
-            if let Some(list) = self.buckets.get_mut(&d.bucket) {
+            let bucket = self.slots[slot as usize].hot.bucket;
+            if let Some(list) = self.buckets.get_mut(&bucket) {
                 list.retain(|&x| x != slot);
                 if list.is_empty() {
-                    self.buckets.remove(&d.bucket);
+                    self.buckets.remove(&bucket);
                 }
             }
             for c in d.children.iter().copied().chain(std::iter::once(slot)) {
@@ -583,8 +609,8 @@ impl Miner {
 }
 
 /// Render the template from the representative line: the original text with variable
-/// positions replaced by `<*>`, and its fingerprint over whitespace-normalised text.
-fn render(d: &mut ClusterData) {
+/// positions replaced by `<*>`; returns its fingerprint over whitespace-normalised text.
+fn render(d: &mut ClusterData) -> Fingerprint {
     let text = &*d.rep_text;
     let mut out = String::with_capacity(text.len());
     let mut last = 0usize;
@@ -599,8 +625,9 @@ fn render(d: &mut ClusterData) {
         last = e;
     }
     out.push_str(&text[last..]);
-    d.fingerprint = fingerprint_of(&out);
+    let fingerprint = fingerprint_of(&out);
     d.template = out.into();
+    fingerprint
 }
 
 /// The fingerprint of a template text: xxh3 over the version and the text with whitespace
